@@ -1,0 +1,7 @@
+"""``python -m callworker`` is the ``callworker`` command."""
+
+import sys
+
+from callworker.cli import main
+
+sys.exit(main())

@@ -1,0 +1,157 @@
+"""FreeSWITCH events to journal operations.
+
+The pump reads the ESL event queue and turns the few events the worker
+subscribes to into operations on the call they name. Anything costly to read
+(the CDR variables) is read here, outside the journal's single greenlet.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import gevent
+from gevent.queue import Queue
+
+from callworker.calls.cdr import cdr_fields, cdr_row, epoch_us, synthetic_cdr_fields
+from callworker.calls.journal import Journal, Unit
+from callworker.calls.record import CallRecord
+from callworker.calls.states import FS_EVENT_SIGNALS, TERMINAL, Signal, end_signal
+from callworker.contract import utcnow
+from callworker.esl.codec import Event
+
+__all__ = ["SUBSCRIBED_EVENTS", "EventPump", "end_call"]
+
+log = logging.getLogger("callworker.events")
+
+SUBSCRIBED_EVENTS: tuple[str, ...] = ("CHANNEL_CREATE", "BACKGROUND_JOB", *FS_EVENT_SIGNALS)
+
+
+def _occurred_at(event: Event) -> datetime:
+    return epoch_us(event.get("Event-Date-Timestamp")) or utcnow()
+
+
+def end_call(
+    unit: Unit, record: CallRecord, *, cause: str | None, occurred_at: datetime,
+    cdr: dict[str, Any], reconstructed: bool = False,
+) -> None:
+    """The terminal event and the CDR of a call, in one batch and in that order."""
+    if record.status in TERMINAL:
+        return
+    unit.signal(record, end_signal(record.hangup_requested), occurred_at, hangup_cause=cause)
+    row = cdr_row(record, cdr, now=unit.now, reconstructed=reconstructed)
+    unit.cdr(row)
+    data = {name: row.get(name) for name in _CDR_EVENT_FIELDS}
+    unit.emit(record, "call.cdr", occurred_at, _jsonable(data))
+
+
+_CDR_EVENT_FIELDS = (
+    "call_id", "tenant", "direction", "caller_id_name", "caller_id_number", "destination_number",
+    "start_stamp", "answer_stamp", "end_stamp", "duration", "billsec", "billmsec", "hangup_cause",
+    "hangup_cause_q850", "sip_hangup_disposition", "pdd_ms", "rtp_audio_in_mos", "read_codec",
+    "write_codec", "missed_call", "node", "flashcall_order_id",
+)
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    from callworker.contract import to_iso
+
+    return {k: to_iso(v) if isinstance(v, datetime) else v for k, v in data.items()}
+
+
+def _signal_op(call_id: str, signal: Signal, occurred_at: datetime) -> Callable[[Unit], None]:
+    def op(unit: Unit) -> None:
+        record = unit.call(call_id)
+        if record is not None:
+            record.channel_seen = True
+            unit.signal(record, signal, occurred_at)
+
+    return op
+
+
+def _hangup_op(call_id: str, cause: str | None, occurred_at: datetime, cdr: dict[str, Any]) -> Callable[[Unit], None]:
+    def op(unit: Unit) -> None:
+        record = unit.call(call_id)
+        if record is not None:
+            end_call(unit, record, cause=cause, occurred_at=occurred_at, cdr=cdr)
+
+    return op
+
+
+def _created_op(call_id: str) -> Callable[[Unit], None]:
+    def op(unit: Unit) -> None:
+        record = unit.call(call_id)
+        if record is not None:
+            record.channel_seen = True
+
+    return op
+
+
+def _job_failed_op(call_id: str, cause: str, occurred_at: datetime) -> Callable[[Unit], None]:
+    """BACKGROUND_JOB -ERR: the call ended here only if FreeSWITCH never made a channel."""
+
+    def op(unit: Unit) -> None:
+        record = unit.call(call_id)
+        if record is None or record.channel_seen:
+            return  # the channel's own HANGUP_COMPLETE ends it, with the real CDR
+        cdr = synthetic_cdr_fields(record, cause, occurred_at)
+        end_call(unit, record, cause=cause, occurred_at=occurred_at, cdr=cdr)
+
+    return op
+
+
+class EventPump:
+    """Reads the ESL event queue and submits one operation per relevant event."""
+
+    def __init__(self, events: Queue[Event], journal: Journal) -> None:
+        self._events = events
+        self._journal = journal
+        self._greenlet: gevent.Greenlet | None = None
+        self.handled = 0
+
+    def start(self) -> None:
+        self._greenlet = gevent.spawn(self._run)
+
+    def stop(self) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill(timeout=1)
+            self._greenlet = None
+
+    def _run(self) -> None:
+        while True:
+            event = self._events.get()
+            try:
+                self.handle(event)
+            except Exception:
+                log.exception("could not handle %s", event.name)
+
+    def handle(self, event: Event) -> None:
+        name = event.name
+        if name == "BACKGROUND_JOB":
+            self._background_job(event)
+            return
+        call_id = event.get("Unique-ID")
+        if not self._journal.knows(call_id):
+            return
+        assert call_id is not None
+        self.handled += 1
+        if name == "CHANNEL_CREATE":
+            self._journal.submit(_created_op(call_id))
+        elif name == "CHANNEL_HANGUP_COMPLETE":
+            cause = event.get("variable_hangup_cause") or event.get("Hangup-Cause")
+            self._journal.submit(_hangup_op(call_id, cause, _occurred_at(event), cdr_fields(event)))
+        elif (signal := FS_EVENT_SIGNALS.get(name)) is not None:
+            self._journal.submit(_signal_op(call_id, signal, _occurred_at(event)))
+
+    def _background_job(self, event: Event) -> None:
+        # Originates are sent with Job-UUID = call_id, so the job names its call.
+        call_id = event.get("Job-UUID")
+        body = (event.body or "").strip()
+        if not self._journal.knows(call_id) or not body.startswith("-ERR"):
+            return
+        assert call_id is not None
+        cause = body[4:].strip().split()[0] if body[4:].strip() else "NORMAL_TEMPORARY_FAILURE"
+        self.handled += 1
+        self._journal.submit(_job_failed_op(call_id, cause, _occurred_at(event)))

@@ -1,0 +1,243 @@
+"""The unit of work for one command delivery: decode, check, execute, commit, ack.
+
+Strategy: pika hands deliveries to a gevent queue (its callbacks must never
+block); a pool of worker greenlets runs ``Intake.handle`` on each. A delivery is
+acknowledged only after its outcome is durable: the reply committed in the
+database (and so in the outbox), or, for a command that cannot be executed at
+all, the dead-letter and the error reply confirmed by the broker. While
+FreeSWITCH is away, commands that need it wait (unacknowledged) until it is back
+or they expire; a database outage makes them wait the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import gevent
+from gevent.event import Event as Flag
+from gevent.queue import Queue
+
+from callworker.bus.client import AmqpClient, Delivery
+from callworker.bus.topology import DLX_EXCHANGE
+from callworker.calls.service import CallService, Delivered
+from callworker.contract import (
+    Command,
+    ContractError,
+    ErrorCode,
+    decode_command,
+    encode_json,
+    is_expired,
+    reply_error,
+    reply_ok,
+    utcnow,
+)
+from callworker.errors import (
+    BrokerUnavailable,
+    FreeSwitchUnavailable,
+    PublishFailed,
+    StoreUnavailable,
+)
+from callworker.store import get_command
+from sqlalchemy.engine import Engine
+
+__all__ = ["Intake", "ROUTING_KEY_HEADER"]
+
+log = logging.getLogger("callworker.intake")
+
+# A command forwarded to a node's own queue keeps its original routing key here.
+ROUTING_KEY_HEADER = "x-callworker-routing-key"
+ERROR_HEADER = "x-callworker-error"
+PUBLISH_TIMEOUT_S = 10.0
+
+
+class Intake:
+    def __init__(
+        self,
+        *,
+        bus: AmqpClient,
+        engine: Engine,
+        service: CallService,
+        freeswitch_ready: Callable[[float], bool],
+        max_age_s: float,
+        workers: int,
+        extra_handlers: dict[str, Callable[[Any, Delivered], dict[str, Any]]] | None = None,
+    ) -> None:
+        self._bus = bus
+        self._engine = engine
+        self._service = service
+        self._freeswitch_ready = freeswitch_ready
+        self._max_age_s = max_age_s
+        self._workers = workers
+        self._extra = dict(extra_handlers or {})
+        self._queue: Queue[Delivery] = Queue()
+        self._pool: list[gevent.Greenlet] = []
+        self._inflight: dict[tuple[str, str], Flag] = {}
+        self._busy = 0
+        self.handled = 0
+
+    # ------------------------------------------------------------------ life
+
+    def on_delivery(self, delivery: Delivery) -> None:
+        """pika's callback (hub greenlet): hand over, never block."""
+        self._queue.put_nowait(delivery)
+
+    def start(self) -> None:
+        self._pool = [gevent.spawn(self._work) for _ in range(self._workers)]
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every delivery taken has been handled (for a graceful stop)."""
+        with gevent.Timeout(timeout, False):
+            while self._busy or not self._queue.empty():
+                gevent.sleep(0.02)
+            return True
+        return False
+
+    def stop(self) -> None:
+        gevent.killall(self._pool, timeout=2)
+        self._pool = []
+
+    def _work(self) -> None:
+        while True:
+            delivery = self._queue.get()
+            self._busy += 1
+            try:
+                self.handle(delivery)
+            except Exception:
+                log.exception("command delivery left unacknowledged after an unexpected error")
+            finally:
+                self._busy -= 1
+                self.handled += 1
+
+    # ------------------------------------------------------------ the unit
+
+    def handle(self, delivery: Delivery) -> None:
+        received_at = utcnow()
+        routing_key = str(delivery.headers.get(ROUTING_KEY_HEADER) or delivery.routing_key)
+        try:
+            command = decode_command(routing_key, delivery.body)
+        except ContractError as error:
+            self._refuse(delivery, routing_key, error)
+            return
+        to = Delivered(delivery.reply_to, delivery.correlation_id)
+        key = (command.tenant, command.command_id)
+        delay = 0.1
+        while True:
+            try:
+                if self._run_once(command, delivery, routing_key, to, key, received_at):
+                    return
+            except StoreUnavailable:
+                log.warning("database unavailable; command %s waits", command.command_id)
+            except FreeSwitchUnavailable:
+                self._freeswitch_ready(min(self._max_age_s, 5.0))
+                continue
+            gevent.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 5.0)
+
+    def _run_once(
+        self, command: Command, delivery: Delivery, routing_key: str, to: Delivered,
+        key: tuple[str, str], received_at: datetime,
+    ) -> bool:
+        """One attempt; True when the delivery is settled (acked)."""
+        if self._expired(command, delivery, received_at):
+            error = ContractError(
+                ErrorCode.COMMAND_EXPIRED, "the command expired before it could be executed",
+                command_id=command.command_id, command_type=command.type,
+            )
+            self._refuse(delivery, routing_key, error)
+            return True
+        if (running := self._inflight.get(key)) is not None:
+            running.wait()  # the same command is being executed: its reply is ours
+        stored = get_command(self._engine, command.tenant, command.command_id)
+        if stored is not None:
+            self._replay(command, to, stored)
+            self._bus.ack(delivery)
+            return True
+        if self._service.needs_freeswitch(command.type) and not self._freeswitch_ready(0):
+            raise FreeSwitchUnavailable("FreeSWITCH is not connected")
+        flag = self._inflight[key] = Flag()
+        try:
+            self._execute(command, to)
+        except ContractError as error:
+            self._refuse(delivery, routing_key, error)
+            return True
+        except Exception as error:
+            if isinstance(error, (StoreUnavailable, FreeSwitchUnavailable)):
+                raise
+            log.exception("command %s (%s) failed", command.command_id, command.type)
+            internal = ContractError(
+                ErrorCode.INTERNAL_ERROR, "the command could not be executed",
+                command_id=command.command_id, command_type=command.type,
+            )
+            self._refuse(delivery, routing_key, internal, dead_letter=True)
+            return True
+        finally:
+            del self._inflight[key]
+            flag.set()
+        self._bus.ack(delivery)
+        return True
+
+    def _execute(self, command: Command, to: Delivered) -> dict[str, Any]:
+        handler = self._extra.get(command.type)
+        if handler is not None:
+            return handler(command, to)
+        if not self._service.handles(command.type):
+            raise ContractError(
+                ErrorCode.UNKNOWN_COMMAND, "this worker does not execute that command type",
+                command_id=command.command_id, command_type=command.type,
+            )
+        return self._service.execute(command, to)
+
+    def _expired(self, command: Command, delivery: Delivery, received_at: datetime) -> bool:
+        published = (
+            datetime.fromtimestamp(delivery.timestamp, tz=UTC) if delivery.timestamp else None
+        )
+        return is_expired(
+            command, now=utcnow(), published_at=published, received_at=received_at,
+            max_age_s=self._max_age_s,
+        )
+
+    def _replay(self, command: Command, to: Delivered, stored: dict[str, Any]) -> None:
+        """A command seen before: answer with its first reply, execute nothing."""
+        reply = stored.get("reply")
+        if reply is None:
+            # Interrupted between placing the call and committing the reply: the
+            # call exists (or is being reconciled); never dial it again.
+            reply = reply_ok(command.command_id, command.type, {"call_id": stored.get("call_id"), "status": "initiated"})
+            self._service.finish(command, to, reply, call_id=stored.get("call_id"))
+            return
+        self._service.finish(command, to, reply, call_id=stored.get("call_id"))
+
+    def _refuse(
+        self, delivery: Delivery, routing_key: str, error: ContractError, *, dead_letter: bool | None = None,
+    ) -> None:
+        """Answer with the error and, for bad commands, dead-letter them; then ack."""
+        try:
+            if dead_letter if dead_letter is not None else error.dead_letter:
+                headers = dict(delivery.headers)
+                headers[ERROR_HEADER] = str(error)
+                headers.setdefault(ROUTING_KEY_HEADER, routing_key)
+                self._bus.publish_and_wait(
+                    DLX_EXCHANGE, _dead_letter_key(routing_key), delivery.body,
+                    timeout=PUBLISH_TIMEOUT_S, headers=headers, message_id=delivery.message_id,
+                    content_type=delivery.content_type or "application/octet-stream",
+                )
+            if delivery.reply_to:
+                self._bus.publish_and_wait(
+                    "", delivery.reply_to, encode_json(reply_error(error)),
+                    timeout=PUBLISH_TIMEOUT_S, correlation_id=delivery.correlation_id,
+                )
+        except (BrokerUnavailable, PublishFailed):
+            log.warning("could not dead-letter or answer a refused command; it will come back")
+            return
+        log.warning("command refused: %s", error)
+        self._bus.ack(delivery)
+
+
+def _dead_letter_key(routing_key: str) -> str:
+    # The routing key is whatever the publisher sent; keep it printable and short.
+    cleaned = "".join(ch if 32 < ord(ch) < 127 else "_" for ch in routing_key)[:255]
+    return cleaned or "unknown"

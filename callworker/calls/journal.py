@@ -1,0 +1,316 @@
+"""The journal: the one greenlet that changes call state and writes it down.
+
+Strategy: every change to a call — from a FreeSWITCH event or from a command —
+is an *operation*, a function run here, one after another, against the calls
+held in memory. Operations of one batch share one database transaction that
+holds the new call rows, the contract events with their ``seq``, CDRs, command
+records, and the outbox rows (events and replies) to publish. Only after the
+commit are the waiting callers released and the relay told what to publish.
+
+One writer means ``seq`` is handed out in order with no lock, a call's events
+are committed (and so published) in ``seq`` order, and a batch of hundreds of
+events costs one round trip. If the database is down the batch is retried with
+backoff; the queues in front of the journal are bounded, so FreeSWITCH events
+and commands wait upstream rather than pile up in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import gevent
+from gevent.event import AsyncResult
+from gevent.queue import Empty, Queue
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from callworker.bus.relay import OutboxItem
+from callworker.bus.topology import EVENTS_EXCHANGE
+from callworker.calls.record import CallRecord
+from callworker.calls.states import TERMINAL, Signal, Status, transition
+from callworker.contract import call_snapshot, encode_json, event_routing_key, make_event, utcnow
+from callworker.errors import StoreUnavailable
+from callworker.store import Batch, live_calls, write_batch
+
+__all__ = ["Journal", "Unit", "Op"]
+
+log = logging.getLogger("callworker.journal")
+T = TypeVar("T")
+
+
+@dataclass
+class Unit:
+    """The batch under construction; operations write into it through these methods."""
+
+    journal: Journal
+    now: datetime
+    batch: Batch = field(default_factory=lambda: Batch([], [], [], [], []))
+    touched: dict[str, CallRecord] = field(default_factory=dict)
+
+    def call(self, call_id: str) -> CallRecord | None:
+        return self.journal.calls.get(call_id)
+
+    def open_call(self, record: CallRecord) -> None:
+        self.journal.calls[record.call_id] = record
+        self.touched[record.call_id] = record
+
+    def save(self, record: CallRecord) -> None:
+        self.touched[record.call_id] = record
+
+    def signal(
+        self, record: CallRecord, signal: Signal, occurred_at: datetime, **changes: Any
+    ) -> str | None:
+        """Apply a signal through the state table; publish its event, if any."""
+        new_status, event_type = transition(record.status, signal)
+        if event_type is None:
+            return None
+        for name, value in changes.items():
+            setattr(record, name, value)
+        record.status = new_status
+        if signal is Signal.ANSWERED:
+            record.answered_at = occurred_at
+        elif signal in (Signal.HELD, Signal.UNHELD):
+            record.on_hold = signal is Signal.HELD
+        elif signal in (Signal.MUTED, Signal.UNMUTED):
+            record.muted = signal is Signal.MUTED
+        if new_status in TERMINAL:
+            record.ended_at = occurred_at
+            record.on_hold = False
+        self.emit(record, event_type, occurred_at, call_snapshot(record.row(self.now), now=occurred_at))
+        return event_type
+
+    def emit(self, record: CallRecord, event_type: str, occurred_at: datetime, data: dict) -> None:
+        """A contract event for this call: next ``seq``, stored and queued for publishing."""
+        record.last_seq += 1
+        envelope = make_event(
+            event_type=event_type,
+            tenant=record.tenant,
+            node=record.node,
+            subject_id=record.call_id,
+            seq=record.last_seq,
+            occurred_at=occurred_at,
+            data=data,
+        )
+        self.touched[record.call_id] = record
+        self.batch.events.append(
+            {
+                "event_id": envelope["event_id"],
+                "call_id": record.call_id,
+                "tenant": record.tenant,
+                "seq": record.last_seq,
+                "type": event_type,
+                "occurred_at": occurred_at,
+                "body": envelope,
+            }
+        )
+        self.publish(
+            EVENTS_EXCHANGE,
+            event_routing_key(record.tenant, event_type, record.call_id),
+            encode_json(envelope),
+            message_id=envelope["event_id"],
+        )
+
+    def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        *,
+        message_id: str | None = None,
+        correlation_id: str | None = None,
+        headers: dict | None = None,
+    ) -> None:
+        self.batch.outbox.append(
+            {
+                "node": self.journal.node,
+                "exchange": exchange,
+                "routing_key": routing_key,
+                "message_id": message_id,
+                "correlation_id": correlation_id,
+                "headers": headers,
+                "body": body,
+                "created_at": self.now,
+            }
+        )
+
+    def save_command(
+        self, *, tenant: str, command_id: str, command_type: str, status: str,
+        reply: dict | None, call_id: str | None,
+    ) -> None:
+        self.batch.commands.append(
+            {
+                "tenant": tenant,
+                "command_id": command_id,
+                "type": command_type,
+                "status": status,
+                "reply": reply,
+                "call_id": call_id,
+                "created_at": self.now,
+                "updated_at": self.now,
+            }
+        )
+
+    def reply(self, reply_to: str | None, correlation_id: str | None, body: dict) -> None:
+        """Queue a reply (default exchange, routing key = reply_to) with the batch."""
+        if reply_to:
+            self.publish("", reply_to, encode_json(body), correlation_id=correlation_id)
+
+    def cdr(self, row: dict[str, Any]) -> None:
+        self.batch.cdrs.append(row)
+
+
+Op = Callable[[Unit], Any]
+
+
+@dataclass
+class _Pending(Generic[T]):
+    op: Callable[[Unit], T]
+    result: AsyncResult | None
+
+
+class Journal:
+    """Runs operations one after another and commits them in batches."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        node: str,
+        notify: Callable[[list[OutboxItem]], None],
+        batch_max: int = 500,
+        queue_size: int = 10000,
+    ) -> None:
+        self._engine = engine
+        self.node = node
+        self._notify = notify
+        self._batch_max = batch_max
+        self._queue: Queue[_Pending[Any]] = Queue(maxsize=queue_size)
+        self._greenlet: gevent.Greenlet | None = None
+        self.calls: dict[str, CallRecord] = {}
+        self.healthy = True
+        self.batches = 0
+
+    # ------------------------------------------------------------------ life
+
+    def load(self) -> None:
+        """Take back the live calls of this node from the database (after a restart)."""
+        for row in live_calls(self._engine, self.node):
+            record = CallRecord.from_row(row)
+            record.channel_seen = True
+            self.calls[record.call_id] = record
+
+    def start(self) -> None:
+        self._greenlet = gevent.spawn(self._run)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish what was submitted, then stop."""
+        if self._greenlet is None:
+            return
+        done = AsyncResult()
+        self._queue.put(_Pending(lambda unit: None, done))
+        done.wait(timeout)
+        self._greenlet.kill(timeout=1)
+        self._greenlet = None
+
+    # --------------------------------------------------------------- submit
+
+    def knows(self, call_id: str | None) -> bool:
+        return call_id is not None and call_id in self.calls
+
+    def submit(self, op: Op) -> None:
+        """Run ``op`` in the journal; nobody waits for it (FreeSWITCH events)."""
+        self._queue.put(_Pending(op, None))
+
+    def run(self, op: Callable[[Unit], T], timeout: float | None = None) -> T:
+        """Run ``op`` in the journal and return its result once committed."""
+        result: AsyncResult = AsyncResult()
+        self._queue.put(_Pending(op, result))
+        return result.get(timeout=timeout)  # type: ignore[no-any-return]
+
+    # ----------------------------------------------------------------- loop
+
+    def _run(self) -> None:
+        while True:
+            pending = [self._queue.get()]
+            while len(pending) < self._batch_max:
+                try:
+                    pending.append(self._queue.get_nowait())
+                except Empty:
+                    break
+            self._process(pending)
+
+    def _process(self, pending: list[_Pending[Any]]) -> None:
+        unit = Unit(self, utcnow())
+        outcomes: list[tuple[bool, Any]] = []
+        for item in pending:
+            try:
+                outcomes.append((True, item.op(unit)))
+            except Exception as exc:  # an operation's own failure fails only its caller
+                log.exception("journal operation failed")
+                outcomes.append((False, exc))
+        try:
+            ids = self._commit(unit)
+        except IntegrityError:
+            log.exception("batch refused by the database; reloading the calls it touched")
+            self._forget(unit)
+            error = StoreUnavailable("the database refused the batch")
+            outcomes = [(False, error)] * len(pending)
+            ids = []
+        self._after_commit(unit, ids)
+        for item, (ok, value) in zip(pending, outcomes, strict=True):
+            if item.result is not None:
+                item.result.set(value) if ok else item.result.set_exception(value)
+
+    def _commit(self, unit: Unit) -> list[int]:
+        unit.batch.calls = [record.row(unit.now) for record in unit.touched.values()]
+        if unit.batch.is_empty():
+            return []
+        delay = 0.05
+        while True:
+            try:
+                ids = write_batch(self._engine, unit.batch)
+                self.healthy = True
+                self.batches += 1
+                return ids
+            except StoreUnavailable:
+                if self.healthy:
+                    log.warning("database unavailable; retrying the batch")
+                self.healthy = False
+                gevent.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 5.0)
+
+    def _after_commit(self, unit: Unit, ids: list[int]) -> None:
+        for call_id, record in unit.touched.items():
+            if record.status in TERMINAL:
+                self.calls.pop(call_id, None)
+        if ids:
+            items = [
+                OutboxItem(
+                    id=row_id,
+                    exchange=row["exchange"],
+                    routing_key=row["routing_key"],
+                    body=row["body"],
+                    message_id=row["message_id"],
+                    correlation_id=row["correlation_id"],
+                    headers=row["headers"],
+                )
+                for row_id, row in zip(ids, unit.batch.outbox, strict=True)
+            ]
+            self._notify(items)
+
+    def _forget(self, unit: Unit) -> None:
+        for call_id in unit.touched:
+            self.calls.pop(call_id, None)
+        try:
+            self.load()
+        except StoreUnavailable:
+            log.warning("could not reload live calls")
+
+
+def is_live(status: Status) -> bool:
+    return status not in TERMINAL

@@ -1,0 +1,50 @@
+"""A call as the worker holds it in memory while it is live."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from callworker.calls.states import Status
+
+__all__ = ["CallRecord", "CALL_COLUMNS"]
+
+
+@dataclass(slots=True)
+class CallRecord:
+    call_id: str
+    tenant: str
+    node: str
+    direction: str
+    status: Status
+    initiated_at: datetime
+    destination_number: str | None = None
+    caller_id_number: str | None = None
+    caller_id_name: str | None = None
+    on_hold: bool = False
+    muted: bool = False
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    hangup_cause: str | None = None
+    last_seq: int = 0
+    hangup_requested: bool = False
+    flashcall_order_id: str | None = None
+    # Not persisted: whether FreeSWITCH has shown a channel for this call yet.
+    channel_seen: bool = False
+
+    def row(self, now: datetime) -> dict[str, Any]:
+        """The ``calls`` table row."""
+        row = {name: getattr(self, name) for name in CALL_COLUMNS}
+        row["status"] = str(self.status)
+        row["updated_at"] = now
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> CallRecord:
+        values = {name: row[name] for name in CALL_COLUMNS if name in row}
+        values["status"] = Status(values["status"])
+        return cls(**values)
+
+
+CALL_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(CallRecord) if f.name != "channel_seen")

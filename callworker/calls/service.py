@@ -1,0 +1,280 @@
+"""The call service: what each call command does to FreeSWITCH and to the journal.
+
+Every handler returns the reply it committed. The reply is written in the same
+journal batch as the command record (the idempotency key) and whatever the
+command changed, so a redelivered command finds its first reply and nothing is
+executed twice. Refusals caused by the state of things (CALL_NOT_FOUND,
+CALL_NOT_ACTIVE, ...) are replies like any other; validation failures raise
+ContractError for the intake to dead-letter.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from callworker.calls.journal import Journal, Unit
+from callworker.calls.record import CallRecord
+from callworker.calls.states import ANSWERED_STATUSES, TERMINAL, Signal, Status
+from callworker.contract import (
+    CallGetCommand,
+    CallListCommand,
+    CdrListCommand,
+    Command,
+    ContractError,
+    ErrorCode,
+    HangupCommand,
+    HoldCommand,
+    MuteCommand,
+    OriginateCommand,
+    call_snapshot,
+    cdr_data,
+    reply_error,
+    reply_ok,
+    utcnow,
+)
+from callworker.errors import FreeSwitchError, FreeSwitchUnavailable
+from callworker.esl import builders
+from callworker.esl.port import FreeSwitchPort
+from callworker.store import call_id_taken, get_call, list_calls, list_cdrs
+
+__all__ = ["CallService", "Delivered"]
+
+log = logging.getLogger("callworker.calls")
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """Where a command's reply goes."""
+
+    reply_to: str | None
+    correlation_id: str | None
+
+
+class CallService:
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        port: FreeSwitchPort,
+        engine: Engine,
+        node: str,
+        gateways: tuple[str, ...],
+        default_gateway: str,
+    ) -> None:
+        self._journal = journal
+        self._port = port
+        self._engine = engine
+        self._node = node
+        self._gateways = frozenset(gateways)
+        self._default_gateway = default_gateway
+        self._handlers: dict[str, Callable[[Any, Delivered], dict[str, Any]]] = {
+            "originate": self.originate,
+            "hangup": self.hangup,
+            "hold": self.hold,
+            "mute": self.mute,
+            "call.get": self.call_get,
+            "call.list": self.call_list,
+            "cdr.list": self.cdr_list,
+        }
+
+    def handles(self, command_type: str) -> bool:
+        return command_type in self._handlers
+
+    def needs_freeswitch(self, command_type: str) -> bool:
+        return command_type in ("originate", "hangup", "hold", "mute")
+
+    def execute(self, command: Command, to: Delivered) -> dict[str, Any]:
+        try:
+            return self._handlers[command.type](command, to)
+        except ContractError as error:
+            if error.dead_letter:
+                raise
+            return self.finish(command, to, reply_error(error), call_id=getattr(command, "call_id", None))
+
+    # ------------------------------------------------------------ helpers
+
+    def finish(
+        self, command: Command, to: Delivered, reply: dict[str, Any], *,
+        call_id: str | None = None, then: Callable[[Unit], None] | None = None,
+    ) -> dict[str, Any]:
+        """Commit the command record, its reply, and ``then``'s changes in one batch."""
+
+        def op(unit: Unit) -> dict[str, Any]:
+            if then is not None:
+                then(unit)
+            unit.save_command(
+                tenant=command.tenant, command_id=command.command_id, command_type=command.type,
+                status="done", reply=reply, call_id=call_id,
+            )
+            unit.reply(to.reply_to, to.correlation_id, reply)
+            return reply
+
+        return self._journal.run(op)
+
+    def _error(self, command: Command, code: ErrorCode, message: str, **details: Any) -> ContractError:
+        return ContractError(
+            code, message, details=details, command_id=command.command_id, command_type=command.type
+        )
+
+    def _live_call(self, command: Command, call_id: str) -> CallRecord:
+        """The caller's live call on this node, or the reason it cannot be acted on."""
+        record = self._journal.calls.get(call_id)
+        if record is not None and record.tenant == command.tenant:
+            return record
+        row = get_call(self._engine, command.tenant, call_id)
+        if row is None:
+            raise self._error(command, ErrorCode.CALL_NOT_FOUND, "no such call", call_id=call_id)
+        if Status(row["status"]) in TERMINAL:
+            raise self._error(command, ErrorCode.CALL_NOT_ACTIVE, "the call has ended", call_id=call_id, status=row["status"])
+        # Live in the database but not held here: another node's call (or one
+        # whose node is gone); this node cannot act on it.
+        raise self._error(command, ErrorCode.CALL_NOT_ACTIVE, "the call is not held by this node", call_id=call_id)
+
+    def _api(self, command: Command, text: str) -> str:
+        reply = self._port.api(text).strip()
+        if reply.startswith("-ERR") or reply.startswith("-USAGE"):
+            raise self._error(command, ErrorCode.FREESWITCH_ERROR, "FreeSWITCH refused the command", reply=reply)
+        return reply
+
+    # ------------------------------------------------------------ commands
+
+    def originate(self, command: OriginateCommand, to: Delivered) -> dict[str, Any]:
+        call_id = command.call_id or str(uuid.uuid4())
+        gateway = command.gateway or self._default_gateway
+        if gateway not in self._gateways:
+            raise self._error(command, ErrorCode.VALIDATION_ERROR, "unknown gateway", field="gateway")
+        if self._journal.knows(call_id) or call_id_taken(self._engine, call_id):
+            raise self._error(command, ErrorCode.VALIDATION_ERROR, "call_id is already in use", field="call_id")
+        dial = builders.originate(
+            call_id=call_id, destination_number=command.destination_number, gateway=gateway,
+            timeout_s=command.timeout_s, caller_id_number=command.caller_id_number,
+            caller_id_name=command.caller_id_name, privacy=command.privacy,
+            variables={"callworker_tenant": command.tenant},
+        )
+        if not self._port.connected:
+            raise FreeSwitchUnavailable("FreeSWITCH is not connected")
+        self._journal.run(self._open_call_op(command, call_id))
+        try:
+            # Job-UUID = call_id: the BACKGROUND_JOB names its call.
+            self._port.bgapi(dial, job_uuid=call_id)
+        except FreeSwitchError:
+            # The command may or may not have reached FreeSWITCH: never send it
+            # again. The call stays initiated until FreeSWITCH's events or the
+            # reconciliation after reconnect settle it.
+            log.warning("originate %s: FreeSWITCH connection lost while sending", call_id)
+        return self.finish(command, to, reply_ok(command.command_id, command.type, {"call_id": call_id, "status": "initiated"}), call_id=call_id)
+
+    def _open_call_op(self, command: OriginateCommand, call_id: str) -> Callable[[Unit], None]:
+        now = utcnow()
+        record = CallRecord(
+            call_id=call_id, tenant=command.tenant, node=self._node, direction="outbound",
+            status=Status.INITIATED, initiated_at=now, destination_number=command.destination_number,
+            caller_id_number=command.caller_id_number, caller_id_name=command.caller_id_name,
+        )
+
+        def op(unit: Unit) -> None:
+            if unit.call(call_id) is not None:
+                raise self._error(command, ErrorCode.VALIDATION_ERROR, "call_id is already in use", field="call_id")
+            unit.open_call(record)
+            unit.save_command(
+                tenant=command.tenant, command_id=command.command_id, command_type=command.type,
+                status="executing", reply=None, call_id=call_id,
+            )
+            unit.emit(record, "call.initiated", now, call_snapshot(record, now=now))
+
+        return op
+
+    def hangup(self, command: HangupCommand, to: Delivered) -> dict[str, Any]:
+        record = self._live_call(command, command.call_id)
+
+        def mark(unit: Unit) -> None:
+            record.hangup_requested = True
+            unit.save(record)
+
+        # Recorded before the kill, so the ending is classified as ours (cancelled).
+        self._journal.run(mark)
+        self._api(command, builders.uuid_kill(record.call_id, command.cause))
+        return self._status_reply(command, to, record, {"call_id": record.call_id})
+
+    def hold(self, command: HoldCommand, to: Delivered) -> dict[str, Any]:
+        record = self._live_call(command, command.call_id)
+        if record.status not in ANSWERED_STATUSES:
+            raise self._error(command, ErrorCode.CALL_NOT_ACTIVE, "only an answered call can be held", call_id=record.call_id, status=str(record.status))
+        if record.on_hold != command.hold:
+            self._api(command, builders.uuid_hold(record.call_id, command.hold))
+        result = {"call_id": record.call_id, "on_hold": command.hold}
+        return self.finish(command, to, reply_ok(command.command_id, command.type, result), call_id=record.call_id)
+
+    def mute(self, command: MuteCommand, to: Delivered) -> dict[str, Any]:
+        record = self._live_call(command, command.call_id)
+        changed = record.muted != command.muted
+        if changed:
+            self._api(command, builders.uuid_audio_mute(record.call_id, command.muted))
+        result = {"call_id": record.call_id, "muted": command.muted}
+
+        def publish(unit: Unit) -> None:
+            # FreeSWITCH reports no mute event: the worker publishes it itself.
+            if changed and unit.call(record.call_id) is record:
+                signal = Signal.MUTED if command.muted else Signal.UNMUTED
+                unit.signal(record, signal, unit.now)
+
+        reply = reply_ok(command.command_id, command.type, result)
+        return self.finish(command, to, reply, call_id=record.call_id, then=publish)
+
+    def _status_reply(self, command: Command, to: Delivered, record: CallRecord, result: dict[str, Any]) -> dict[str, Any]:
+        """A reply whose ``status`` is the call's status when the reply is committed."""
+
+        def op(unit: Unit) -> dict[str, Any]:
+            reply = reply_ok(command.command_id, command.type, {**result, "status": str(record.status)})
+            unit.save_command(
+                tenant=command.tenant, command_id=command.command_id, command_type=command.type,
+                status="done", reply=reply, call_id=record.call_id,
+            )
+            unit.reply(to.reply_to, to.correlation_id, reply)
+            return reply
+
+        return self._journal.run(op)
+
+    # --------------------------------------------------------------- reads
+
+    def call_get(self, command: CallGetCommand, to: Delivered) -> dict[str, Any]:
+        record = self._journal.calls.get(command.call_id)
+        if record is not None and record.tenant == command.tenant:
+            snapshot = call_snapshot(record)
+        else:
+            row = get_call(self._engine, command.tenant, command.call_id)
+            if row is None:
+                raise self._error(command, ErrorCode.CALL_NOT_FOUND, "no such call", call_id=command.call_id)
+            snapshot = call_snapshot(row)
+        return self.finish(command, to, reply_ok(command.command_id, command.type, snapshot), call_id=command.call_id)
+
+    def call_list(self, command: CallListCommand, to: Delivered) -> dict[str, Any]:
+        rows, total = list_calls(
+            self._engine, command.tenant, from_=command.from_, to=command.to,
+            status=str(command.status) if command.status else None,
+            limit=command.limit, offset=command.offset,
+        )
+        result = {
+            "calls": [call_snapshot(row) for row in rows],
+            "total_count": total,
+            "has_more": command.offset + len(rows) < total,
+        }
+        return self.finish(command, to, reply_ok(command.command_id, command.type, result))
+
+    def cdr_list(self, command: CdrListCommand, to: Delivered) -> dict[str, Any]:
+        rows, total = list_cdrs(
+            self._engine, command.tenant, from_=command.from_, to=command.to,
+            limit=command.limit, offset=command.offset,
+        )
+        result = {
+            "cdrs": [cdr_data(row) for row in rows],
+            "total_count": total,
+            "has_more": command.offset + len(rows) < total,
+        }
+        return self.finish(command, to, reply_ok(command.command_id, command.type, result))

@@ -1,0 +1,241 @@
+"""The commands callworker consumes (CONTRACT.md section 3), one frozen model per type.
+
+Strategy: types are strict where JSON has a type of its own (booleans, integers), so
+``"30"`` or ``"true"`` are refused rather than coerced; strings that may reach
+FreeSWITCH pass an anchored allow-list. Validator messages describe the rule, never the
+value, because they travel back in replies and into logs. Unknown body keys are
+ignored so that newer clients may add optional fields.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+from .common import (
+    CALLER_ID_NAME_RE,
+    FLASHCALL_PHONE_RE,
+    GATEWAY_RE,
+    HANGUP_CAUSES,
+    PHONE_RE,
+    TENANT_RE,
+    CallStatus,
+    normalize_uuid,
+)
+
+__all__ = [
+    "COMMAND_TYPES",
+    "CallGetCommand",
+    "CallListCommand",
+    "CdrListCommand",
+    "Command",
+    "FlashcallCreateCommand",
+    "FlashcallVerifyCommand",
+    "HangupCommand",
+    "HoldCommand",
+    "MuteCommand",
+    "OriginateCommand",
+]
+
+_CODE_RE = re.compile(r"\A[0-9]{1,12}\Z")
+_VERIFY_CODE_RE = re.compile(r"\A[0-9]{1,32}\Z")
+_MAX_TIMESTAMP_CHARS = 64
+
+
+def _matching(pattern: re.Pattern[str], rule: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if pattern.match(value) is None:
+            raise ValueError(f"must be {rule}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _uuid(value: str) -> str:
+    normalized = normalize_uuid(value)
+    if normalized is None:
+        raise ValueError("must be a UUID (8-4-4-4-12 hexadecimal digits)")
+    return normalized
+
+
+def _hangup_cause(value: str) -> str:
+    if value not in HANGUP_CAUSES:
+        raise ValueError("must be a FreeSWITCH hangup cause name, e.g. NORMAL_CLEARING")
+    return value
+
+
+def _version(value: Any) -> Any:
+    # Literal[1] alone would take True (True == 1) and 1.0.
+    if type(value) is not int or value != 1:
+        raise ValueError("must be the integer 1")
+    return value
+
+
+def _timestamp(value: Any) -> Any:
+    """An aware datetime from an ISO 8601 string with offset, normalised to UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if len(value) > _MAX_TIMESTAMP_CHARS or not value.isascii():
+            raise ValueError("must be an ISO 8601 timestamp with offset")
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            # The stdlib message quotes the input: replace it.
+            raise ValueError("must be an ISO 8601 timestamp with offset") from None
+    if not isinstance(value, datetime):
+        raise ValueError("must be an ISO 8601 timestamp string with offset")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("must carry a UTC offset, e.g. +00:00 or Z")
+    return value.astimezone(timezone.utc)
+
+
+StrictStr = Annotated[str, Field(strict=True)]
+StrictBool = Annotated[bool, Field(strict=True)]
+Uuid = Annotated[str, Field(strict=True), AfterValidator(_uuid)]
+Phone = Annotated[
+    str, Field(strict=True), _matching(PHONE_RE, "an optional '+' then 3 to 15 digits")
+]
+FlashcallPhone = Annotated[
+    str, Field(strict=True), _matching(FLASHCALL_PHONE_RE, "an optional '+' then 10 to 15 digits")
+]
+CallerIdName = Annotated[
+    str,
+    Field(strict=True),
+    _matching(CALLER_ID_NAME_RE, "1 to 64 letters, digits, spaces, '.', '-' or '_'"),
+]
+Gateway = Annotated[
+    str,
+    Field(strict=True),
+    _matching(GATEWAY_RE, "a gateway name: a letter or digit, then up to 63 of [A-Za-z0-9_.-]"),
+]
+Tenant = Annotated[
+    str, Field(strict=True), _matching(TENANT_RE, "a tenant name matching [a-z0-9][a-z0-9_-]{0,62}")
+]
+Timestamp = Annotated[datetime | None, BeforeValidator(_timestamp)]
+
+
+class Command(BaseModel):
+    """Fields every command carries. ``tenant`` comes from the routing key, never the body."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", validate_by_name=True, validate_by_alias=True
+    )
+
+    TYPE: ClassVar[str] = ""
+
+    v: Annotated[Literal[1], BeforeValidator(_version)]
+    command_id: Uuid
+    type: StrictStr
+    expires_at: Timestamp = None
+    tenant: Tenant
+
+
+class OriginateCommand(Command):
+    """Place an outbound call."""
+
+    TYPE: ClassVar[str] = "originate"
+    type: Literal["originate"] = "originate"
+    destination_number: Phone
+    caller_id_number: Phone | None = None
+    caller_id_name: CallerIdName | None = None
+    privacy: StrictBool = False
+    call_id: Uuid | None = None
+    timeout_s: Annotated[int, Field(strict=True, ge=5, le=120)] = 30
+    gateway: Gateway | None = None
+
+
+class HangupCommand(Command):
+    """Hang up a call."""
+
+    TYPE: ClassVar[str] = "hangup"
+    type: Literal["hangup"] = "hangup"
+    call_id: Uuid
+    cause: Annotated[str, Field(strict=True), AfterValidator(_hangup_cause)] = "NORMAL_CLEARING"
+
+
+class HoldCommand(Command):
+    """Put a call on hold (``hold`` true) or resume it (false)."""
+
+    TYPE: ClassVar[str] = "hold"
+    type: Literal["hold"] = "hold"
+    call_id: Uuid
+    hold: StrictBool = True
+
+
+class MuteCommand(Command):
+    """Mute a call (``muted`` true) or unmute it (false)."""
+
+    TYPE: ClassVar[str] = "mute"
+    type: Literal["mute"] = "mute"
+    call_id: Uuid
+    muted: StrictBool = True
+
+
+class CallGetCommand(Command):
+    """Read one call."""
+
+    TYPE: ClassVar[str] = "call.get"
+    type: Literal["call.get"] = "call.get"
+    call_id: Uuid
+
+
+class CallListCommand(Command):
+    """List calls, newest first; ``from``/``to`` bound ``initiated_at``."""
+
+    TYPE: ClassVar[str] = "call.list"
+    type: Literal["call.list"] = "call.list"
+    from_: Timestamp = Field(default=None, alias="from")
+    to: Timestamp = None
+    status: CallStatus | None = None
+    limit: Annotated[int, Field(strict=True, ge=1, le=100)] = 50
+    offset: Annotated[int, Field(strict=True, ge=0)] = 0
+
+
+class CdrListCommand(Command):
+    """List call detail records, newest first; ``from``/``to`` bound ``start_stamp``."""
+
+    TYPE: ClassVar[str] = "cdr.list"
+    type: Literal["cdr.list"] = "cdr.list"
+    from_: Timestamp = Field(default=None, alias="from")
+    to: Timestamp = None
+    limit: Annotated[int, Field(strict=True, ge=1, le=1000)] = 100
+    offset: Annotated[int, Field(strict=True, ge=0)] = 0
+
+
+class FlashcallCreateCommand(Command):
+    """Order a flash call; the configured code length is checked by the service."""
+
+    TYPE: ClassVar[str] = "flashcall.create"
+    type: Literal["flashcall.create"] = "flashcall.create"
+    phone: FlashcallPhone
+    code: Annotated[str, Field(strict=True), _matching(_CODE_RE, "1 to 12 digits")] | None = None
+    return_code: StrictBool = False
+
+
+class FlashcallVerifyCommand(Command):
+    """Check a code (or the whole caller ID) against a flash-call order."""
+
+    TYPE: ClassVar[str] = "flashcall.verify"
+    type: Literal["flashcall.verify"] = "flashcall.verify"
+    id: Uuid
+    code: Annotated[str, Field(strict=True), _matching(_VERIFY_CODE_RE, "1 to 32 digits")]
+
+
+COMMAND_TYPES: dict[str, type[Command]] = {
+    model.TYPE: model
+    for model in (
+        OriginateCommand,
+        HangupCommand,
+        HoldCommand,
+        MuteCommand,
+        CallGetCommand,
+        CallListCommand,
+        CdrListCommand,
+        FlashcallCreateCommand,
+        FlashcallVerifyCommand,
+    )
+}

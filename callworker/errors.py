@@ -1,0 +1,61 @@
+"""The error tree of callworker. Third-party exceptions are wrapped at the boundary."""
+
+from __future__ import annotations
+
+__all__ = [
+    "CallworkerError",
+    "ConfigError",
+    "FreeSwitchError",
+    "FreeSwitchUnavailable",
+    "FreeSwitchTimeout",
+    "FreeSwitchAuthError",
+    "ProtocolError",
+    "UnsafeValue",
+    "BrokerUnavailable",
+    "PublishFailed",
+    "StoreUnavailable",
+]
+
+
+class CallworkerError(Exception):
+    """Root of every error callworker raises on purpose."""
+
+
+class ConfigError(CallworkerError):
+    """The settings are invalid."""
+
+
+class FreeSwitchError(CallworkerError):
+    """FreeSWITCH could not be used as asked."""
+
+
+class FreeSwitchUnavailable(FreeSwitchError):
+    """No usable ESL connection: not connected, dropped, or closed mid-command."""
+
+
+class FreeSwitchTimeout(FreeSwitchUnavailable):
+    """FreeSWITCH did not reply in time; the connection was closed and will be reopened."""
+
+
+class FreeSwitchAuthError(FreeSwitchError):
+    """FreeSWITCH refused the ESL password or the connection (ACL)."""
+
+
+class ProtocolError(CallworkerError):
+    """The peer sent bytes that are not valid event-socket framing."""
+
+
+class UnsafeValue(CallworkerError, ValueError):
+    """A value failed the allow-list check before it could reach an ESL command."""
+
+
+class BrokerUnavailable(CallworkerError):
+    """No usable RabbitMQ connection."""
+
+
+class PublishFailed(CallworkerError):
+    """RabbitMQ did not confirm a publish (nack, return, or connection lost before the confirm)."""
+
+
+class StoreUnavailable(CallworkerError):
+    """The database could not be reached or refused the transaction."""

@@ -1,0 +1,105 @@
+"""FreeSWITCH API command strings, built by pure functions from checked values.
+
+Every value is checked against an allow-list here, even when the contract layer
+has validated it already: a newline, a space, a comma or a brace in a phone
+number would otherwise become a second ESL command or a second dial-string leg.
+"""
+
+from __future__ import annotations
+
+import re
+
+from callworker.errors import UnsafeValue
+
+__all__ = [
+    "originate",
+    "uuid_kill",
+    "uuid_hold",
+    "uuid_audio_mute",
+    "uuid_exists",
+    "show_channels_json",
+    "check_uuid",
+    "check_number",
+]
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+_NUMBER = re.compile(r"\+?[0-9]{3,15}\Z")
+_CID_NAME = re.compile(r"[A-Za-z0-9 ._-]{1,64}\Z")
+_GATEWAY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_CAUSE = re.compile(r"[A-Z][A-Z0-9_]{1,63}\Z")
+_VAR_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
+_VAR_VALUE = re.compile(r"[A-Za-z0-9._:+-]{0,128}\Z")
+
+
+def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise UnsafeValue(f"{what} is not allowed in a FreeSWITCH command")
+    return value
+
+
+def check_uuid(value: str) -> str:
+    return _check(_UUID, value, "uuid")
+
+
+def check_number(value: str) -> str:
+    return _check(_NUMBER, value, "number")
+
+
+def originate(
+    *,
+    call_id: str,
+    destination_number: str,
+    gateway: str,
+    timeout_s: int,
+    caller_id_number: str | None = None,
+    caller_id_name: str | None = None,
+    privacy: bool = False,
+    variables: dict[str, str] | None = None,
+) -> str:
+    """``originate {vars}sofia/gateway/<gw>/<number> &park()`` for ``bgapi``.
+
+    ``origination_uuid`` is the client's call_id, so the channel is addressable
+    by it from the first event on and a repeated command cannot create a
+    second channel unnoticed.
+    """
+    if not isinstance(timeout_s, int) or not 1 <= timeout_s <= 600:
+        raise UnsafeValue("timeout is out of range")
+    pairs = [
+        ("origination_uuid", check_uuid(call_id)),
+        ("originate_timeout", str(timeout_s)),
+    ]
+    if caller_id_number is not None:
+        pairs.append(("origination_caller_id_number", check_number(caller_id_number)))
+    if caller_id_name is not None:
+        # Single quotes protect the spaces the allow-list admits.
+        pairs.append(
+            ("origination_caller_id_name", f"'{_check(_CID_NAME, caller_id_name, 'name')}'")
+        )
+    if privacy:
+        pairs.append(("origination_privacy", "hide_name:hide_number"))
+    for name, value in (variables or {}).items():
+        pairs.append((_check(_VAR_NAME, name, "variable name"), _check(_VAR_VALUE, value, name)))
+    block = ",".join(f"{name}={value}" for name, value in pairs)
+    endpoint = f"sofia/gateway/{_check(_GATEWAY, gateway, 'gateway')}/{check_number(destination_number)}"
+    return f"originate {{{block}}}{endpoint} &park()"
+
+
+def uuid_kill(call_id: str, cause: str = "NORMAL_CLEARING") -> str:
+    return f"uuid_kill {check_uuid(call_id)} {_check(_CAUSE, cause, 'cause')}"
+
+
+def uuid_hold(call_id: str, hold: bool) -> str:
+    return f"uuid_hold {check_uuid(call_id)}" if hold else f"uuid_hold off {check_uuid(call_id)}"
+
+
+def uuid_audio_mute(call_id: str, muted: bool) -> str:
+    """Mute or unmute what the far end hears from the call (FreeSWITCH has no uuid_mute)."""
+    return f"uuid_audio {check_uuid(call_id)} start read mute {1 if muted else 0}"
+
+
+def uuid_exists(call_id: str) -> str:
+    return f"uuid_exists {check_uuid(call_id)}"
+
+
+def show_channels_json() -> str:
+    return "show channels as json"

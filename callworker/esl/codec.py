@@ -1,0 +1,419 @@
+"""The FreeSWITCH event-socket wire format, without I/O.
+
+Strategy: bytes go in through ``feed``; whole frames come out of ``next_frame``
+(``None`` means "need more data"). A frame is a block of ``Name: value`` lines
+ended by an empty line, then ``Content-Length`` bytes of body when that header is
+present. The header block is split into lines *before* any value is URL-decoded,
+and the body is counted in bytes, so an encoded newline inside a value can never
+become a header and a multi-byte character cannot shift the framing.
+
+Event bodies (``text/event-plain``) are parsed lazily: lines are split once and a
+value is URL-decoded only when it is read. A realistic channel event has ~150
+headers of which the worker reads about twenty, so most values are never decoded.
+
+The same module encodes what a FreeSWITCH server sends (used by the simulator)
+and what a client sends (commands), so both sides share one definition of the
+format. Nothing here imports socket, gevent or greenswitch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from callworker.errors import ProtocolError, UnsafeValue
+
+__all__ = [
+    "Frame",
+    "Event",
+    "FrameParser",
+    "Command",
+    "CommandParser",
+    "parse_event",
+    "parse_event_plain",
+    "parse_event_json",
+    "url_encode",
+    "encode_event_plain",
+    "encode_event_json",
+    "event_frame",
+    "command_reply",
+    "api_response",
+    "auth_request",
+    "disconnect_notice",
+    "rude_rejection",
+    "encode_command",
+    "DISCONNECT_TEXT",
+]
+
+DISCONNECT_TEXT = "Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
+
+# Header names are tokens; anything else on a header line is corruption.
+_HEADER_NAME = re.compile(rb"[A-Za-z0-9_.\-]+\Z")
+# Where a frame can start again after junk: the first header FreeSWITCH writes.
+_RESYNC = re.compile(rb"(?:Content-Type|Content-Length): ")
+_MAX_HEADER_BLOCK = 1 << 20
+_MAX_BODY = 64 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One outer frame: its headers (values URL-decoded) and its raw body bytes."""
+
+    headers: Mapping[str, str]
+    body: bytes = b""
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "")
+
+    def reply_text(self) -> str:
+        return self.headers.get("Reply-Text", "")
+
+
+class Event:
+    """A FreeSWITCH event. Values of plain events are URL-decoded on first read."""
+
+    __slots__ = ("_values", "_encoded", "body")
+
+    def __init__(self, values: dict[str, str], body: str | None, *, encoded: bool) -> None:
+        self._values = values
+        self._encoded = encoded
+        self.body = body
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        value = self._values.get(name)
+        if value is None:
+            return default
+        if self._encoded and "%" in value:
+            value = unquote(value)
+        return value
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
+    @property
+    def name(self) -> str:
+        return self._values.get("Event-Name", "")
+
+    @property
+    def subclass(self) -> str | None:
+        return self.get("Event-Subclass")
+
+    def headers(self) -> dict[str, str]:
+        """Every header, decoded (costly on big events: for tests and hooks)."""
+        return {key: self.get(key) or "" for key in self._values}
+
+    def names(self) -> list[str]:
+        return list(self._values)
+
+    def __repr__(self) -> str:
+        return f"Event({self.name!r}, {len(self._values)} headers)"
+
+
+def _split_header_lines(block: bytes) -> dict[str, str]:
+    """``Name: value`` lines to a dict; values stay as sent (still URL-encoded)."""
+    text = block.decode("utf-8", "replace")
+    values: dict[str, str] = {}
+    for line in text.split("\n"):
+        if line.endswith("\r"):
+            line = line[:-1]
+        if not line:
+            continue
+        name, sep, value = line.partition(": ")
+        if not sep:
+            # "Name:" with nothing after it is an empty value, not a new header.
+            if line.endswith(":"):
+                name, value = line[:-1], ""
+            else:
+                raise ProtocolError(f"header line without ': ' ({len(line)} bytes)")
+        values[name] = value
+    return values
+
+
+def parse_event_plain(payload: bytes) -> Event:
+    """Parse a ``text/event-plain`` body (the bytes after the outer frame)."""
+    end = payload.find(b"\n\n")
+    if end < 0:
+        end = len(payload)
+    values = _split_header_lines(payload[:end])
+    body: str | None = None
+    inner = values.pop("Content-Length", None)
+    if inner is not None:
+        try:
+            length = int(inner)
+        except ValueError:
+            raise ProtocolError("event Content-Length is not a number") from None
+        start = end + 2
+        raw = payload[start : start + length]
+        if len(raw) != length:
+            raise ProtocolError("event body shorter than its Content-Length")
+        body = raw.decode("utf-8", "replace")
+    return Event(values, body, encoded=True)
+
+
+def parse_event_json(payload: bytes) -> Event:
+    """Parse a ``text/event-json`` body: a flat object of strings, not URL-encoded."""
+    try:
+        obj = json.loads(payload)
+    except ValueError:
+        raise ProtocolError("event-json body is not JSON") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("event-json body is not an object")
+    body = obj.pop("_body", None)
+    obj.pop("Content-Length", None)
+    values = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in obj.items()}
+    return Event(values, body if isinstance(body, str) else None, encoded=False)
+
+
+def parse_event(frame: Frame) -> Event:
+    """The event carried by an event frame (plain or json)."""
+    ctype = frame.content_type
+    if ctype == "text/event-plain":
+        return parse_event_plain(frame.body)
+    if ctype == "text/event-json":
+        return parse_event_json(frame.body)
+    raise ProtocolError(f"not an event frame: {ctype!r}")
+
+
+def _decode_frame_headers(raw: dict[str, str]) -> dict[str, str]:
+    return {k: unquote(v) if "%" in v else v for k, v in raw.items()}
+
+
+class FrameParser:
+    """Incremental frame decoder: ``feed(bytes)``, then ``next_frame()`` until ``None``.
+
+    Junk before a frame (seen in real captures) is skipped up to the next
+    ``Content-Type:``/``Content-Length:`` header and counted in ``resyncs``; a
+    header block that cannot be resynchronised raises ``ProtocolError``.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pos = 0
+        self._pending: tuple[dict[str, str], int] | None = None
+        self.resyncs = 0
+
+    def feed(self, data: bytes) -> None:
+        if self._pos > 65536 and self._pos * 2 > len(self._buf):
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf) - self._pos
+
+    def __iter__(self) -> Iterator[Frame]:
+        while (frame := self.next_frame()) is not None:
+            yield frame
+
+    def next_frame(self) -> Frame | None:
+        if self._pending is None and not self._read_headers():
+            return None
+        assert self._pending is not None
+        headers, length = self._pending
+        start = self._pos
+        if len(self._buf) - start < length:
+            return None
+        body = bytes(self._buf[start : start + length])
+        self._pos = start + length
+        self._pending = None
+        return Frame(headers, body)
+
+    def _read_headers(self) -> bool:
+        buf = self._buf
+        # Blank lines between frames carry nothing (a stream may start with one).
+        while self._pos < len(buf) and buf[self._pos] in (10, 13):
+            self._pos += 1
+        end = buf.find(b"\n\n", self._pos)
+        crlf = buf.find(b"\r\n\r\n", self._pos)
+        if crlf >= 0 and (end < 0 or crlf < end):
+            end, skip = crlf, 4
+        else:
+            skip = 2
+        if end < 0:
+            if len(buf) - self._pos > _MAX_HEADER_BLOCK:
+                raise ProtocolError("header block too long")
+            return False
+        block = bytes(buf[self._pos : end])
+        junk = self._junk_prefix(block)
+        if junk:
+            self.resyncs += 1
+            self._pos += junk
+            return self._read_headers()
+        self._pos = end + skip
+        raw = _split_header_lines(block)
+        headers = _decode_frame_headers(raw)
+        length = 0
+        if "Content-Length" in headers:
+            try:
+                length = int(headers["Content-Length"])
+            except ValueError:
+                raise ProtocolError("Content-Length is not a number") from None
+            if not 0 <= length <= _MAX_BODY:
+                raise ProtocolError("Content-Length out of range")
+        self._pending = (headers, length)
+        return True
+
+    @staticmethod
+    def _junk_prefix(block: bytes) -> int:
+        """Bytes of junk at the start of a header block, 0 when it is clean."""
+        first = block.split(b"\n", 1)[0]
+        name = first.split(b": ", 1)[0].rstrip(b"\r:")
+        if _HEADER_NAME.match(name):
+            return 0
+        found = _RESYNC.search(block)
+        if found is None or found.start() == 0:
+            raise ProtocolError("unparseable header line; cannot resynchronise")
+        return found.start()
+
+
+# --------------------------------------------------------------------------- encoding
+
+# Characters FreeSWITCH escapes in event values (switch_utils.h), besides control
+# bytes and bytes >= 0x7F; a "%" already starting a %XX escape is kept as it is.
+_NEEDS_ESCAPE = re.compile(r'[\x00-\x1f\x7f-\U0010ffff #&+:;<=>?@\[\\\]^`{|}"]|%(?![0-9A-Fa-f]{2})')
+
+
+def _escape(match: re.Match[str]) -> str:
+    return "".join(f"%{byte:02X}" for byte in match.group().encode("utf-8"))
+
+
+def url_encode(value: str) -> str:
+    """Encode a value as FreeSWITCH does in text/event-plain."""
+    return _NEEDS_ESCAPE.sub(_escape, value)
+
+
+def encode_event_plain(headers: Iterable[tuple[str, str]], body: str | None = None) -> bytes:
+    """The body of a text/event-plain frame; empty values are dropped as FreeSWITCH does."""
+    lines = [f"{name}: {url_encode(value)}\n" for name, value in headers if value != ""]
+    text = "".join(lines).encode("utf-8")
+    if body:
+        data = body.encode("utf-8")
+        return text + f"Content-Length: {len(data)}\n\n".encode() + data
+    return text + b"\n"
+
+
+def encode_event_json(headers: Iterable[tuple[str, str]], body: str | None = None) -> bytes:
+    """The body of a text/event-json frame: flat strings, not URL-encoded."""
+    obj = {name: value for name, value in headers if value != ""}
+    if body:
+        obj["Content-Length"] = str(len(body.encode("utf-8")))
+        obj["_body"] = body
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def event_frame(payload: bytes, fmt: str = "plain") -> bytes:
+    """Wrap an event body in its outer frame (Content-Length first, as FreeSWITCH does)."""
+    return f"Content-Length: {len(payload)}\nContent-Type: text/event-{fmt}\n\n".encode() + payload
+
+
+def command_reply(reply_text: str, extra: Sequence[tuple[str, str]] = ()) -> bytes:
+    lines = ["Content-Type: command/reply", f"Reply-Text: {reply_text}"]
+    lines += [f"{name}: {value}" for name, value in extra]
+    return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
+def api_response(body: str) -> bytes:
+    data = body.encode("utf-8")
+    return f"Content-Type: api/response\nContent-Length: {len(data)}\n\n".encode() + data
+
+
+def auth_request() -> bytes:
+    return b"Content-Type: auth/request\n\n"
+
+
+def disconnect_notice(extra: Sequence[tuple[str, str]] = ()) -> bytes:
+    data = DISCONNECT_TEXT.encode()
+    lines = ["Content-Type: text/disconnect-notice"]
+    lines += [f"{name}: {value}" for name, value in extra]
+    lines.append(f"Content-Length: {len(data)}")
+    return ("\n".join(lines) + "\n\n").encode() + data
+
+
+def rude_rejection() -> bytes:
+    text = b"Access Denied, go away.\n"
+    return b"Content-Type: text/rude-rejection\nContent-Length: %d\n\n%s" % (len(text), text)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _check_line(text: str, what: str) -> None:
+    if "\n" in text or "\r" in text:
+        raise UnsafeValue(f"{what} contains a line break")
+
+
+def encode_command(
+    line: str, headers: Sequence[tuple[str, str]] = (), body: bytes = b""
+) -> bytes:
+    """A client command: one line, optional headers, a blank line, optional body.
+
+    A line break anywhere but the framing would start a second command, so it is
+    refused here whatever the caller validated before.
+    """
+    _check_line(line, "command")
+    parts = [line]
+    for name, value in headers:
+        _check_line(name, "header name")
+        _check_line(value, "header value")
+        parts.append(f"{name}: {value}")
+    if body:
+        parts.append(f"Content-Length: {len(body)}")
+    return ("\n".join(parts) + "\n\n").encode("utf-8") + body
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A command as a server receives it."""
+
+    line: str
+    headers: Mapping[str, str]
+    body: bytes = b""
+
+
+class CommandParser:
+    """Server side: bytes from a client to ``Command`` objects (CR is skipped)."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pending: tuple[str, dict[str, str], int] | None = None
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data.replace(b"\r", b"")
+
+    def next_command(self) -> Command | None:
+        if self._pending is None:
+            while self._buf[:1] == b"\n":
+                del self._buf[:1]
+            end = self._buf.find(b"\n\n")
+            if end < 0:
+                return None
+            block = bytes(self._buf[:end]).decode("utf-8", "replace")
+            del self._buf[: end + 2]
+            line, _, rest = block.partition("\n")
+            headers: dict[str, str] = {}
+            for header in rest.split("\n") if rest else ():
+                name, _, value = header.partition(":")
+                headers[name.strip()] = value.strip()
+            try:
+                length = int(headers.get("Content-Length", "0") or 0)
+            except ValueError:
+                raise ProtocolError("command Content-Length is not a number") from None
+            self._pending = (line.strip(), headers, length)
+        line, headers, length = self._pending
+        if len(self._buf) < length:
+            return None
+        body = bytes(self._buf[:length])
+        del self._buf[:length]
+        self._pending = None
+        return Command(line, headers, body)

@@ -1,0 +1,44 @@
+"""Persistence: SQLAlchemy models, engines, migrations, queries, batch writes and the outbox.
+
+Knows neither RabbitMQ nor FreeSWITCH. Every public function takes an Engine and
+raises StoreUnavailable when the database cannot be reached; IntegrityError and
+DataError from SQLAlchemy propagate unchanged.
+"""
+
+from callworker.store.db import make_engine, normalise_url, ping
+from callworker.store.migrate import migrate, migrate_engine
+from callworker.store.models import TERMINAL_STATUSES, utcnow
+from callworker.store.queries import (
+    call_events,
+    call_id_taken,
+    get_call,
+    get_cdr,
+    get_command,
+    list_calls,
+    list_cdrs,
+    live_calls,
+    pending_outbox,
+)
+from callworker.store.writes import Batch, delete_outbox, write_batch
+
+__all__ = [
+    "Batch",
+    "TERMINAL_STATUSES",
+    "call_events",
+    "call_id_taken",
+    "delete_outbox",
+    "get_call",
+    "get_cdr",
+    "get_command",
+    "list_calls",
+    "list_cdrs",
+    "live_calls",
+    "make_engine",
+    "migrate",
+    "migrate_engine",
+    "normalise_url",
+    "pending_outbox",
+    "ping",
+    "utcnow",
+    "write_batch",
+]

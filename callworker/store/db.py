@@ -1,0 +1,124 @@
+"""Engines for SQLite and PostgreSQL, and the one place database errors are translated.
+
+Pools follow what gevent allows: SQLite never yields to other greenlets, so a file
+database gets exactly one pooled connection (greenlets queue for it instead of
+fighting over SQLite's lock), and an in-memory one a single shared connection
+(otherwise each greenlet would see its own empty database). PostgreSQL yields
+cooperatively through psycopg 3 and gets an ordinary pool.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.pool import StaticPool
+
+from callworker.errors import ConfigError, StoreUnavailable
+
+__all__ = ["make_engine", "normalise_url", "ping", "guarded", "unavailable"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA foreign_keys=ON",
+)
+
+
+def normalise_url(url: str) -> str:
+    """`postgres://` and `postgresql://` mean psycopg 3; everything else is left alone."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _parse(url: str) -> URL:
+    try:
+        return make_url(normalise_url(url))
+    except ArgumentError:
+        # The parser's message repeats the whole URL, password included.
+        raise ConfigError("the database URL cannot be parsed") from None
+
+
+def _is_memory(url: URL) -> bool:
+    return (url.database or "") in ("", ":memory:") or url.query.get("mode") == "memory"
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url` (SQLite file or memory, or PostgreSQL through psycopg 3)."""
+    parsed = _parse(url)
+    if parsed.get_backend_name() == "sqlite":
+        connect_args = {"check_same_thread": False}
+        if _is_memory(parsed):
+            engine = create_engine(parsed, poolclass=StaticPool, connect_args=connect_args)
+        else:
+            engine = create_engine(parsed, pool_size=1, max_overflow=0, connect_args=connect_args)
+        event.listen(engine, "connect", _set_sqlite_pragmas)
+        return engine
+    return create_engine(
+        parsed,
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" else {},
+    )
+
+
+def unavailable(engine: Engine, exc: DBAPIError) -> StoreUnavailable:
+    """StoreUnavailable naming where we tried to go and the driver's first line, no password."""
+    where = engine.url.render_as_string(hide_password=True)
+    text_ = str(exc.orig).strip()
+    detail = text_.splitlines()[0] if text_ else ""
+    password = engine.url.password
+    if password:
+        detail = detail.replace(str(password), "***")
+    return StoreUnavailable(f"database unavailable ({where}): {type(exc.orig).__name__}: {detail}")
+
+
+def guarded(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn database failures of `func(engine, ...)` into StoreUnavailable.
+
+    Integrity and data errors are about the rows, not the database: retrying will
+    not help, so they propagate unchanged for the caller to handle.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except (IntegrityError, DataError):
+            raise
+        except DBAPIError as exc:
+            engine = args[0]
+            assert isinstance(engine, Engine)
+            raise unavailable(engine, exc) from None
+        except PoolTimeout:
+            raise StoreUnavailable("database unavailable: no pooled connection came free") from None
+
+    return wrapper
+
+
+@guarded
+def ping(engine: Engine) -> None:
+    """Raise StoreUnavailable unless the database answers `SELECT 1`."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

@@ -1,0 +1,227 @@
+"""The tables of callworker: calls, their events, CDRs, command records and the outbox.
+
+Every timestamp is stored as UTC and read back as an aware UTC datetime, on SQLite
+as on PostgreSQL (see `UTCDateTime`). The initial migration in
+`migrations/versions/` creates exactly these tables; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    false,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "Base",
+    "Call",
+    "CallEvent",
+    "Cdr",
+    "CommandRecord",
+    "OutboxMessage",
+    "UTCDateTime",
+    "metadata",
+    "CALLS",
+    "EVENTS",
+    "CDRS",
+    "COMMANDS",
+    "OUTBOX",
+    "utcnow",
+    "TERMINAL_STATUSES",
+]
+
+# Statuses after which a call never changes again (CONTRACT section 5).
+TERMINAL_STATUSES = ("completed", "failed", "cancelled")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """Now, as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware datetime stored as UTC.
+
+    SQLite has no time zones: its DATETIME text drops the offset and reads back naive.
+    Storing every value converted to UTC keeps the text sortable and lets us attach
+    UTC on the way out. PostgreSQL returns timestamptz in the session's zone, which
+    is converted to UTC too, so callers see the same values on both.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            # A naive value is ambiguous; guessing would shift times silently.
+            raise ValueError(f"naive datetime {value.isoformat()} where an aware one is needed")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # none_as_null: a missing reply or headers is SQL NULL, not the JSON text 'null'.
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(none_as_null=True)}
+
+
+metadata = Base.metadata
+
+
+class Call(Base):
+    """The current state of one call leg; upserted by call_id."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        Index("ix_calls_tenant_initiated_at", "tenant", "initiated_at"),
+        Index("ix_calls_node_status", "node", "status"),
+    )
+
+    call_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(63))
+    node: Mapped[str] = mapped_column(String(255))
+    direction: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16))
+    destination_number: Mapped[str | None] = mapped_column(String(32))
+    caller_id_number: Mapped[str | None] = mapped_column(String(32))
+    caller_id_name: Mapped[str | None] = mapped_column(String(64))
+    on_hold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    muted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    initiated_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    hangup_cause: Mapped[str | None] = mapped_column(String(64))
+    last_seq: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    hangup_requested: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    flashcall_order_id: Mapped[str | None] = mapped_column(String(36))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CallEvent(Base):
+    """One published event (call or flash-call order); call_id holds the order id for orders."""
+
+    __tablename__ = "call_events"
+    __table_args__ = (UniqueConstraint("call_id", "seq", name="uq_call_events_call_id_seq"),)
+
+    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # No foreign key: flash-call orders share this table and are not calls.
+    call_id: Mapped[str] = mapped_column(String(36))
+    tenant: Mapped[str] = mapped_column(String(63))
+    seq: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime]
+    body: Mapped[dict[str, Any]]
+
+
+class Cdr(Base):
+    """The call detail record of one leg, stored once (CONTRACT section 5)."""
+
+    __tablename__ = "cdrs"
+    __table_args__ = (Index("ix_cdrs_tenant_start_stamp", "tenant", "start_stamp"),)
+
+    call_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(63))
+    direction: Mapped[str] = mapped_column(String(8))
+    caller_id_name: Mapped[str | None] = mapped_column(String(64))
+    caller_id_number: Mapped[str | None] = mapped_column(String(32))
+    destination_number: Mapped[str | None] = mapped_column(String(32))
+    start_stamp: Mapped[datetime | None]
+    answer_stamp: Mapped[datetime | None]
+    end_stamp: Mapped[datetime | None]
+    duration: Mapped[int | None] = mapped_column(Integer)
+    billsec: Mapped[int | None] = mapped_column(Integer)
+    billmsec: Mapped[int | None] = mapped_column(Integer)
+    hangup_cause: Mapped[str | None] = mapped_column(String(64))
+    hangup_cause_q850: Mapped[int | None] = mapped_column(Integer)
+    sip_hangup_disposition: Mapped[str | None] = mapped_column(String(64))
+    pdd_ms: Mapped[int | None] = mapped_column(Integer)
+    rtp_audio_in_mos: Mapped[float | None] = mapped_column(Float)
+    read_codec: Mapped[str | None] = mapped_column(String(64))
+    write_codec: Mapped[str | None] = mapped_column(String(64))
+    missed_call: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    node: Mapped[str] = mapped_column(String(255))
+    flashcall_order_id: Mapped[str | None] = mapped_column(String(36))
+    reconstructed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CommandRecord(Base):
+    """A command seen within a tenant: the idempotency key and the reply sent for it."""
+
+    __tablename__ = "commands"
+
+    tenant: Mapped[str] = mapped_column(String(63), primary_key=True)
+    command_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    reply: Mapped[dict[str, Any] | None]
+    call_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutboxMessage(Base):
+    """A message committed for publishing; deleted once the broker confirmed it.
+
+    ``node`` is the worker that wrote it: each node's relay publishes only its
+    own rows, in its own commit order.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_node_id", "node", "id"),)
+
+    # SQLite autoincrements only an INTEGER primary key.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    node: Mapped[str] = mapped_column(String(255))
+    exchange: Mapped[str] = mapped_column(String(255))
+    routing_key: Mapped[str] = mapped_column(String(255))
+    message_id: Mapped[str | None] = mapped_column(String(64))
+    correlation_id: Mapped[str | None] = mapped_column(String(255))
+    headers: Mapped[dict[str, Any] | None]
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The Core tables, for the statements of writes.py and queries.py.
+CALLS: Table = Call.__table__  # type: ignore[assignment]
+EVENTS: Table = CallEvent.__table__  # type: ignore[assignment]
+CDRS: Table = Cdr.__table__  # type: ignore[assignment]
+COMMANDS: Table = CommandRecord.__table__  # type: ignore[assignment]
+OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]

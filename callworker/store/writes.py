@@ -1,0 +1,142 @@
+"""Writes: one transaction per batch (calls, commands, events, CDRs, outbox), and outbox cleanup.
+
+Strategy: this is the hot path of the worker, so every table is written with one
+Core statement executed over all of its rows (the driver's executemany), never row
+by row through the ORM. Upserts use the dialect's own INSERT .. ON CONFLICT, which
+SQLite and PostgreSQL spell the same way. Rows of a table are sent in runs of equal
+key sets, in the order given, so a later row for the same key wins and a row that
+leaves a column out does not overwrite it on conflict.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Insert, Table, delete, insert
+from sqlalchemy.dialects import postgresql, sqlite
+
+from callworker.store.db import guarded
+from callworker.store.models import CALLS, CDRS, COMMANDS, EVENTS, OUTBOX
+
+__all__ = ["Batch", "write_batch", "delete_outbox"]
+
+# Columns an upsert never overwrites: the first time a row was seen stays true.
+_KEEP_ON_CONFLICT = frozenset({"created_at"})
+# SQLite limits bound parameters per statement; PostgreSQL is fine with these too.
+_DELETE_CHUNK = 500
+
+
+@dataclass
+class Batch:
+    """Rows for one transaction, each a dict of column name to value."""
+
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    cdrs: list[dict[str, Any]] = field(default_factory=list)
+    commands: list[dict[str, Any]] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not (self.calls or self.events or self.cdrs or self.commands or self.outbox)
+
+
+def _runs(rows: Sequence[dict[str, Any]]) -> Iterator[tuple[frozenset[str], list[dict[str, Any]]]]:
+    """Consecutive rows sharing one key set (executemany needs equal keys)."""
+    keys: frozenset[str] | None = None
+    run: list[dict[str, Any]] = []
+    for row in rows:
+        row_keys = frozenset(row)
+        if row_keys != keys and run:
+            assert keys is not None
+            yield keys, run
+            run = []
+        keys = row_keys
+        run.append(row)
+    if run:
+        assert keys is not None
+        yield keys, run
+
+
+def _dialect_insert(dialect: str, table: Table) -> Any:
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"no upsert for dialect {dialect}")
+
+
+@functools.lru_cache(maxsize=256)
+def _upsert(dialect: str, table: Table, keys: frozenset[str]) -> Insert:
+    """INSERT .. ON CONFLICT (pk) DO UPDATE of the given columns (and updated_at)."""
+    stmt = _dialect_insert(dialect, table)
+    pk = [col.name for col in table.primary_key.columns]
+    updated = set(keys)
+    if "updated_at" in table.c:
+        updated.add("updated_at")  # its insert default holds "now"
+    updated -= set(pk) | _KEEP_ON_CONFLICT
+    set_ = {name: stmt.excluded[name] for name in sorted(updated)}
+    if not set_:
+        return stmt.on_conflict_do_nothing(index_elements=pk)  # type: ignore[no-any-return]
+    return stmt.on_conflict_do_update(index_elements=pk, set_=set_)  # type: ignore[no-any-return]
+
+
+@functools.lru_cache(maxsize=16)
+def _insert_ignore(dialect: str, table: Table) -> Insert:
+    stmt = _dialect_insert(dialect, table)
+    pk = [col.name for col in table.primary_key.columns]
+    return stmt.on_conflict_do_nothing(index_elements=pk)  # type: ignore[no-any-return]
+
+
+def _upsert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    dialect = conn.dialect.name
+    for keys, run in _runs(rows):
+        conn.execute(_upsert(dialect, table, keys), run)
+
+
+def _insert_outbox(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
+    ids: list[int] = []
+    # sort_by_parameter_order: the ids come back in the order the rows were given.
+    stmt = insert(OUTBOX).returning(OUTBOX.c.id, sort_by_parameter_order=True)
+    for _keys, run in _runs(rows):
+        ids.extend(conn.execute(stmt, run).scalars().all())
+    return ids
+
+
+@guarded
+def write_batch(engine: Engine, batch: Batch) -> list[int]:
+    """Write `batch` in one transaction; return the new outbox ids in the order given.
+
+    Calls are upserted by call_id, commands by (tenant, command_id); events are
+    inserted (a repeated event_id or (call_id, seq) raises IntegrityError); a CDR
+    already stored for its call_id is left as it was.
+    """
+    if batch.is_empty():
+        return []
+    with engine.begin() as conn:
+        if batch.calls:
+            _upsert_rows(conn, CALLS, batch.calls)
+        if batch.commands:
+            _upsert_rows(conn, COMMANDS, batch.commands)
+        if batch.events:
+            for _keys, run in _runs(batch.events):
+                conn.execute(insert(EVENTS), run)
+        if batch.cdrs:
+            stmt = _insert_ignore(conn.dialect.name, CDRS)
+            for _keys, run in _runs(batch.cdrs):
+                conn.execute(stmt, run)
+        return _insert_outbox(conn, batch.outbox) if batch.outbox else []
+
+
+@guarded
+def delete_outbox(engine: Engine, ids: Sequence[int]) -> None:
+    """Delete the outbox rows with these ids (those the broker confirmed)."""
+    if not ids:
+        return
+    ids = list(ids)
+    with engine.begin() as conn:
+        for start in range(0, len(ids), _DELETE_CHUNK):
+            chunk = ids[start : start + _DELETE_CHUNK]
+            conn.execute(delete(OUTBOX).where(OUTBOX.c.id.in_(chunk)))

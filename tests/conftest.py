@@ -1,0 +1,56 @@
+"""Shared fixtures. gevent is patched first, before anything imports socket or psycopg."""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import psycopg  # noqa: E402
+import pytest  # noqa: E402
+
+CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "esl" / "captures"
+PG_ADMIN_URL = os.environ.get("CALLWORKER_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
+AMQP_HOST = os.environ.get("CALLWORKER_TEST_AMQP_HOST", "127.0.0.1:5672")
+
+
+@pytest.fixture(scope="session")
+def captures_dir() -> Path:
+    """The real FreeSWITCH captures in ../shared/esl/captures."""
+    assert CAPTURES.is_dir(), f"captures not found at {CAPTURES}"
+    return CAPTURES
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    name = f"callworker_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    yield f"postgresql+psycopg://{base.split('://', 1)[1]}/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def amqp_vhost() -> Iterator[str]:
+    """A fresh RabbitMQ vhost for this test session (guest may use it), deleted at the end."""
+    vhost = f"callworker-test-{uuid.uuid4().hex[:10]}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    yield vhost
+    _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(scope="session")
+def amqp_url(amqp_vhost: str) -> str:
+    return f"amqp://guest:guest@{AMQP_HOST}/{amqp_vhost}"

@@ -1,0 +1,159 @@
+"""The store on a real PostgreSQL: the same contract as on SQLite, plus outages and concurrency."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import gevent
+import psycopg
+import pytest
+from sqlalchemy import Engine, make_url, text
+
+from callworker.errors import StoreUnavailable
+from callworker.store import (
+    Batch,
+    get_call,
+    list_calls,
+    make_engine,
+    migrate,
+    pending_outbox,
+    ping,
+    write_batch,
+)
+from callworker.store.models import metadata
+from tests.component.test_store import StoreContract, call_row, schema_diff
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET = "s3cret-Pa55"
+UNREACHABLE = f"postgresql://callworker:{SECRET}@127.0.0.1:1/callworker"
+
+
+def _admin_url(pg_url: str) -> str:
+    """psycopg's spelling of the session database URL (any database serves for CREATE DATABASE)."""
+    return pg_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@pytest.fixture(scope="module")
+def database_factory(pg_url: str) -> Iterator[object]:
+    """Creates empty databases on the session's server and drops them all at the end."""
+    created: list[str] = []
+    base = pg_url.rsplit("/", 1)[0]
+
+    def create() -> str:
+        name = f"callworker_store_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(_admin_url(pg_url), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return f"{base}/{name}"
+
+    yield create
+    with psycopg.connect(_admin_url(pg_url), autocommit=True) as conn:
+        for name in created:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def shared_engine(database_factory: object) -> Iterator[Engine]:
+    """One migrated database for the module; each test starts from empty tables."""
+    url = database_factory()  # type: ignore[operator]
+    migrate(url)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
+
+
+class TestStorePostgres(StoreContract):
+    @pytest.fixture
+    def fresh_url(self, database_factory: object) -> str:
+        return database_factory()  # type: ignore[operator,no-any-return]
+
+    @pytest.fixture
+    def engine(self, shared_engine: Engine) -> Engine:
+        tables = ", ".join(table.name for table in metadata.sorted_tables)
+        with shared_engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
+        return shared_engine
+
+
+def test_two_workers_migrating_at_once_both_succeed(database_factory: object) -> None:
+    url = database_factory()  # type: ignore[operator]
+    script = "import os; from callworker.store import migrate; migrate(os.environ['DB_URL'])"
+    env = {**os.environ, "DB_URL": url}
+    workers = [
+        subprocess.Popen([sys.executable, "-c", script], env=env, cwd=REPO, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=60)
+        assert worker.returncode == 0, stderr.decode()
+    # And two at once inside one process.
+    greenlets = [gevent.spawn(migrate, url) for _ in range(2)]
+    gevent.joinall(greenlets, timeout=30, raise_error=True)
+    engine = make_engine(url)
+    try:
+        assert schema_diff(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_concurrent_batches_on_postgresql_all_land(shared_engine: Engine) -> None:
+    with shared_engine.begin() as conn:
+        conn.execute(text("TRUNCATE calls, outbox RESTART IDENTITY"))
+
+    def writer() -> list[int]:
+        ids: list[int] = []
+        for _ in range(10):
+            batch = Batch(calls=[call_row() for _ in range(10)],
+                          outbox=[{"node": "n1", "exchange": "x", "routing_key": "k", "message_id": None,
+                                   "correlation_id": None, "headers": None, "body": b"{}"}])
+            ids += write_batch(shared_engine, batch)
+        return ids
+
+    workers = [gevent.spawn(writer) for _ in range(4)]
+    gevent.joinall(workers, timeout=30, raise_error=True)
+    ids = sorted(i for w in workers for i in w.value)
+    assert len(ids) == 40
+    assert [row["id"] for row in pending_outbox(shared_engine, "n1", 0, 100)] == ids
+    _, total = list_calls(shared_engine, "acme", from_=None, to=None, status=None, limit=1,
+                          offset=0)
+    assert total == 400
+
+
+def test_migrating_never_logs_the_password(
+    database_factory: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The server trusts local connections, so the password is carried but not checked.
+    plain = make_url(database_factory())  # type: ignore[operator]
+    url = plain.set(password=SECRET).render_as_string(hide_password=False)
+    with caplog.at_level(logging.DEBUG):
+        migrate(url)
+    assert "Running upgrade" in caplog.text
+    assert SECRET not in caplog.text
+
+
+def test_unreachable_postgresql_raises_store_unavailable_without_the_password() -> None:
+    engine = make_engine(UNREACHABLE)
+    try:
+        for attempt in (
+            lambda: ping(engine),
+            lambda: get_call(engine, "acme", str(uuid.uuid4())),
+            lambda: write_batch(engine, Batch(calls=[call_row()])),
+        ):
+            with pytest.raises(StoreUnavailable) as info:
+                attempt()
+            assert SECRET not in str(info.value)
+            assert "127.0.0.1" in str(info.value)
+            assert info.value.__suppress_context__
+    finally:
+        engine.dispose()
+    with pytest.raises(StoreUnavailable) as info:
+        migrate(UNREACHABLE)
+    assert SECRET not in str(info.value)
