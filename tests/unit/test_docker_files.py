@@ -1,0 +1,319 @@
+"""docker/: the worker image and the compose stack, read as Docker and Compose read them.
+
+Compose values are interpolated as Compose does (`${VAR}`, `${VAR:-default}`,
+`${VAR-default}`, nesting, `$$`), once with an empty environment (the defaults) and once
+with docker/.env.example, and the results are checked against the worker's settings and
+the FreeSWITCH configuration they are meant to fit.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import shlex
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from callworker.config import Settings
+from tests.unit.test_freeswitch_conf import acl_allows, assemble, configuration, params, route
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKER = ROOT / "docker"
+COMPOSE_TEXT = (DOCKER / "compose.yaml").read_text(encoding="utf-8")
+SERVICES = {"freeswitch", "rabbitmq", "postgres", "worker"}
+NAMES = {
+    "CALLWORKER_AMQP_URL",
+    "CALLWORKER_DATABASE_URL",
+    "CALLWORKER_ESL_HOST",
+    "CALLWORKER_ESL_PORT",
+    "CALLWORKER_ESL_PASSWORD",
+    "CALLWORKER_NODE_ID",
+    "CALLWORKER_HTTP_PORT",
+    "CALLWORKER_SOCKET_PORT",
+    "CALLWORKER_GATEWAYS",
+    "CALLWORKER_DEFAULT_GATEWAY",
+}
+
+
+def interpolate(text: str, env: Mapping[str, str]) -> str:
+    """One Compose value with its variables substituted."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text.startswith("$$", i):
+            out.append("$")
+            i += 2
+        elif text.startswith("${", i):
+            end = _closing_brace(text, i + 2)
+            out.append(_substitute(text[i + 2 : end], env))
+            i = end + 1
+        else:
+            assert text[i] != "$" or not re.match(r"[A-Za-z_]", text[i + 1 : i + 2]), text
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def _closing_brace(text: str, start: int) -> int:
+    depth = 1
+    for index in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[index], 0)
+        if depth == 0:
+            return index
+    raise AssertionError(f"unclosed ${{ in {text!r}")
+
+
+def _substitute(expression: str, env: Mapping[str, str]) -> str:
+    found = re.fullmatch(r"([A-Za-z_]\w*)(?:(:?-)(.*))?", expression, re.DOTALL)
+    assert found is not None, f"unsupported interpolation ${{{expression}}}"
+    name, operator, default = found.groups()
+    value = env.get(name)
+    if operator == ":-" and not value or operator == "-" and value is None:
+        return interpolate(default, env)
+    return value or ""
+
+
+def _interpolated(node: Any, env: Mapping[str, str]) -> Any:
+    if isinstance(node, str):
+        return interpolate(node, env)
+    if isinstance(node, list):
+        return [_interpolated(item, env) for item in node]
+    if isinstance(node, dict):
+        return {key: _interpolated(value, env) for key, value in node.items()}
+    return node
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    pairs = (
+        line.split("=", 1)
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    )
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+ENVIRONMENTS = {"defaults": {}, "env.example": _env_file(DOCKER / ".env.example")}
+
+
+@pytest.fixture(params=sorted(ENVIRONMENTS))
+def compose(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """compose.yaml as Compose sees it, under each environment."""
+    return _interpolated(yaml.safe_load(COMPOSE_TEXT), ENVIRONMENTS[request.param])
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {key: str(value) for key, value in env.items()}
+
+
+def published(service: dict[str, Any]) -> set[tuple[int, str]]:
+    """Container ports published by a service, as (port, protocol)."""
+    ports: set[tuple[int, str]] = set()
+    for entry in service.get("ports", []):
+        spec, _, protocol = str(entry).partition("/")
+        first, _, last = spec.rsplit(":", 1)[-1].partition("-")
+        ports.update(
+            (port, protocol or "tcp") for port in range(int(first), int(last or first) + 1)
+        )
+    return ports
+
+
+def test_compose_names_its_services_and_their_dependencies(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) == SERVICES
+    for name, service in services.items():
+        assert "image" in service or "build" in service, name
+        assert set(service.get("depends_on", {})) <= SERVICES
+
+
+def test_worker_builds_from_the_repository_root(compose: dict[str, Any]) -> None:
+    build = compose["services"]["worker"]["build"]
+    context = (DOCKER / build["context"]).resolve()
+    assert context == ROOT
+    assert (context / build["dockerfile"]).resolve() == DOCKER / "Dockerfile"
+
+
+def test_only_contract_variables_are_named_callworker() -> None:
+    for text in (COMPOSE_TEXT, (DOCKER / ".env.example").read_text(encoding="utf-8")):
+        assert set(re.findall(r"\bCALLWORKER_[A-Z_]+", text)) <= NAMES
+
+
+def test_env_example_lists_every_variable_compose_reads() -> None:
+    read = set(re.findall(r"\$\{([A-Za-z_]\w*)", COMPOSE_TEXT.replace("$$", "")))
+    assert read == set(ENVIRONMENTS["env.example"])
+
+
+def test_worker_settings_point_at_the_services(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = environment(compose["services"]["worker"])
+    assert NAMES <= set(env)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    amqp, database = urlsplit(settings.amqp_url_value), urlsplit(settings.database_url_value)
+    assert (amqp.scheme, amqp.hostname, amqp.port) == ("amqp", "rabbitmq", 5672)
+    assert (database.scheme, database.hostname, database.port) == (
+        "postgresql+psycopg",
+        "postgres",
+        5432,
+    )
+    assert settings.esl_host in compose["services"]
+    assert (settings.esl_port, settings.http_port, settings.socket_port) == (8021, 8080, 8084)
+    assert settings.node_id
+    assert settings.default_gateway in settings.gateways
+    sofia = configuration(assemble().document, "sofia.conf")
+    gateways = {g.get("name") for g in sofia.iter("gateway")}
+    assert set(settings.gateways) <= gateways
+
+
+def test_secrets_agree_between_the_worker_and_the_services(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    worker = environment(services["worker"])
+    amqp = urlsplit(worker["CALLWORKER_AMQP_URL"])
+    rabbitmq = environment(services["rabbitmq"])
+    assert (amqp.username, amqp.password) == (
+        rabbitmq["RABBITMQ_DEFAULT_USER"],
+        rabbitmq["RABBITMQ_DEFAULT_PASS"],
+    )
+    database = urlsplit(worker["CALLWORKER_DATABASE_URL"])
+    postgres = environment(services["postgres"])
+    assert (database.username, database.password, database.path) == (
+        postgres["POSTGRES_USER"],
+        postgres["POSTGRES_PASSWORD"],
+        "/" + postgres["POSTGRES_DB"],
+    )
+    assert (
+        worker["CALLWORKER_ESL_PASSWORD"] == environment(services["freeswitch"])["FS_ESL_PASSWORD"]
+    )
+
+
+def test_published_ports_match_the_contract(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert {(8080, "tcp"), (8084, "tcp")} <= published(services["worker"])
+    assert {(8021, "tcp"), (5060, "udp")} <= published(services["freeswitch"])
+    assert {(5672, "tcp"), (15672, "tcp")} <= published(services["rabbitmq"])
+
+
+def test_worker_waits_for_a_healthy_broker_and_database(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    depends = services["worker"]["depends_on"]
+    for name in ("rabbitmq", "postgres"):
+        assert depends[name]["condition"] == "service_healthy"
+        assert services[name]["healthcheck"]["test"]
+    assert set(environment(services["postgres"])) >= {
+        "POSTGRES_DB",
+        "POSTGRES_USER",
+        "POSTGRES_PASSWORD",
+    }
+
+
+def test_images_are_the_chosen_versions(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["postgres"]["image"] == "postgres:16"
+    found = re.fullmatch(r"rabbitmq:(\d+)\.(\d+)[\w.-]*-management", services["rabbitmq"]["image"])
+    assert found is not None and (int(found[1]), int(found[2])) >= (3, 13)
+    image, _, tag = services["freeswitch"]["image"].partition(":")
+    assert image and tag and tag != "latest"
+
+
+def test_freeswitch_reads_this_repository_configuration(compose: dict[str, Any]) -> None:
+    mounts = [str(v).split(":") for v in compose["services"]["freeswitch"]["volumes"]]
+    source, _, mode = next(m for m in mounts if m[1] == "/etc/freeswitch")
+    assert (DOCKER / source).resolve() == ROOT / "freeswitch-conf"
+    assert (ROOT / "freeswitch-conf" / "freeswitch.xml").is_file()
+    assert mode == "ro"
+
+
+def test_freeswitch_environment_fits_the_stack(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    fs_env = environment(services["freeswitch"])
+    overrides = set(re.findall(r"\$(FS_\w+)", (ROOT / "freeswitch-conf/vars.xml").read_text()))
+    assert {key for key in fs_env if key.startswith("FS_")} <= overrides
+    document = assemble(fs_env).document
+    worker = environment(services["worker"])
+    handoff = route(document, "public", "+15552001234")
+    socket = f"{fs_env['FS_CALLWORKER_HOST']}:{worker['CALLWORKER_SOCKET_PORT']} async full"
+    assert fs_env["FS_CALLWORKER_HOST"] == "worker" and ("socket", socket) in handoff.actions
+    esl = params(configuration(document, "event_socket.conf").find("settings"))
+    assert esl["listen-ip"] == "0.0.0.0" and esl["password"] == worker["CALLWORKER_ESL_PASSWORD"]
+    subnet = ipaddress.ip_network(compose["networks"]["default"]["ipam"]["config"][0]["subnet"])
+    assert acl_allows(document, esl["apply-inbound-acl"], str(subnet[2]))
+    assert acl_allows(document, esl["apply-inbound-acl"], str(subnet[-2]))
+
+
+def test_published_rtp_ports_are_freeswitch_rtp_ports(compose: dict[str, Any]) -> None:
+    fs = compose["services"]["freeswitch"]
+    core = params(configuration(assemble(environment(fs)).document, "switch.conf").find("settings"))
+    rtp = range(int(core["rtp-start-port"]), int(core["rtp-end-port"]) + 1)
+    assert {(port, "udp") for port in rtp} <= published(fs)
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """The Dockerfile as (INSTRUCTION, arguments), continuation lines joined."""
+    joined = re.sub(r"\\\n", " ", (DOCKER / "Dockerfile").read_text(encoding="utf-8"))
+    lines = (line.strip() for line in joined.splitlines())
+    pairs = (line.split(None, 1) for line in lines if line and not line.startswith("#"))
+    return [(word.upper(), rest) for word, rest in pairs]
+
+
+def _copies() -> list[tuple[list[str], PurePosixPath]]:
+    """(sources, destination) of every COPY/ADD from the build context, WORKDIR applied."""
+    workdir, copies = PurePosixPath("/"), []
+    for instruction, args in _instructions():
+        if instruction == "WORKDIR":
+            workdir = workdir / args
+        elif instruction in ("COPY", "ADD") and "--from=" not in args:
+            words = [w for w in shlex.split(args) if not w.startswith("--")]
+            copies.append((words[:-1], workdir / words[-1]))
+    return copies
+
+
+def test_dockerfile_runs_callworker_as_a_non_root_user() -> None:
+    instructions = _instructions()
+    assert instructions[0] == ("FROM", "python:3.11-slim")
+    users = [args for instruction, args in instructions if instruction == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    last = {instruction: args for instruction, args in instructions}
+    assert json.loads(last["ENTRYPOINT"]) == ["callworker"]
+    assert json.loads(last["CMD"]) == ["run"]
+    assert {"8080", "8084"} <= set(last["EXPOSE"].split())
+
+
+def test_dockerfile_healthcheck_asks_healthz_without_curl() -> None:
+    check = dict(_instructions())["HEALTHCHECK"]
+    command = json.loads(check.split(" CMD ", 1)[1])
+    assert command[0] == "python" and "urllib" in command[-1] and "/healthz" in command[-1]
+
+
+def test_dockerfile_copies_what_exists_and_keeps_migrations_next_to_the_package() -> None:
+    copies = _copies()
+    sources = {source.rstrip("/") for group, _ in copies for source in group}
+    assert {"pyproject.toml", "callworker", "migrations", "alembic.ini"} <= sources
+    missing = sorted(source for source in sources if not (ROOT / source).exists())
+    assert missing == [], f"not in the repository: {missing}"
+    destination = {source.rstrip("/"): dest for group, dest in copies for source in group}
+    assert destination["callworker"].parent == destination["migrations"].parent
+    install = next(
+        args for instruction, args in _instructions() if instruction == "RUN" and "-e ." in args
+    )
+    assert "pip install" in install
+
+
+def test_the_dependencies_the_image_installs_are_pinned() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["dependencies"] and all("==" in dep for dep in project["dependencies"])
+
+
+def test_build_context_leaves_out_the_virtualenv_and_git() -> None:
+    ignored = (DOCKER / "Dockerfile.dockerignore").read_text(encoding="utf-8").split()
+    assert {".venv", ".git"} <= set(ignored)
