@@ -78,6 +78,8 @@ def originate(
     if privacy:
         pairs.append(("origination_privacy", "hide_name:hide_number"))
     for name, value in (variables or {}).items():
+        if name.startswith(("origination_", "originate_")):
+            raise UnsafeValue("originate's own variables cannot be overridden")
         pairs.append((_check(_VAR_NAME, name, "variable name"), _check(_VAR_VALUE, value, name)))
     block = ",".join(f"{name}={value}" for name, value in pairs)
     endpoint = f"sofia/gateway/{_check(_GATEWAY, gateway, 'gateway')}/{check_number(destination_number)}"

@@ -74,17 +74,54 @@ class Frame:
 
 
 class Event:
-    """A FreeSWITCH event. Values of plain events are URL-decoded on first read."""
+    """A FreeSWITCH event. Values of plain events are URL-decoded on first read.
 
-    __slots__ = ("_values", "_encoded", "body")
+    A plain event keeps its header block as text and finds a header only when it
+    is asked for (a C-speed substring search); the full dict is built only for
+    ``headers()``/``names()``. The worker reads a handful of the ~150 headers of a
+    channel event, so most lines are never split.
+    """
+
+    __slots__ = ("_values", "_text", "_encoded", "body")
 
     def __init__(self, values: dict[str, str], body: str | None, *, encoded: bool) -> None:
-        self._values = values
+        self._values: dict[str, str] | None = values
+        self._text = ""
         self._encoded = encoded
         self.body = body
 
+    @classmethod
+    def from_block(cls, block: str, body: str | None) -> Event:
+        """A plain event from its header block (lines of ``Name: url-encoded value``)."""
+        event = cls.__new__(cls)
+        event._values = None
+        event._text = "\n" + block + "\n"
+        event._encoded = True
+        event.body = body
+        return event
+
+    def _raw(self, name: str) -> str | None:
+        if self._values is not None:
+            return self._values.get(name)
+        text = self._text
+        key = f"\n{name}:"
+        at = text.find(key)
+        while at >= 0:
+            start = at + len(key)
+            if text.startswith(" ", start):
+                return text[start + 1 : text.index("\n", start)]
+            if text.startswith("\n", start):
+                return ""
+            at = text.find(key, start)  # a longer name with this prefix
+        return None
+
+    def _dict(self) -> dict[str, str]:
+        if self._values is None:
+            self._values = _split_header_lines(self._text.strip("\n").encode("utf-8"))
+        return self._values
+
     def get(self, name: str, default: str | None = None) -> str | None:
-        value = self._values.get(name)
+        value = self._raw(name)
         if value is None:
             return default
         if self._encoded and "%" in value:
@@ -98,11 +135,11 @@ class Event:
         return value
 
     def __contains__(self, name: object) -> bool:
-        return name in self._values
+        return isinstance(name, str) and self._raw(name) is not None
 
     @property
     def name(self) -> str:
-        return self._values.get("Event-Name", "")
+        return self._raw("Event-Name") or ""
 
     @property
     def subclass(self) -> str | None:
@@ -110,13 +147,13 @@ class Event:
 
     def headers(self) -> dict[str, str]:
         """Every header, decoded (costly on big events: for tests and hooks)."""
-        return {key: self.get(key) or "" for key in self._values}
+        return {key: self.get(key) or "" for key in self._dict()}
 
     def names(self) -> list[str]:
-        return list(self._values)
+        return list(self._dict())
 
     def __repr__(self) -> str:
-        return f"Event({self.name!r}, {len(self._values)} headers)"
+        return f"Event({self.name!r})"
 
 
 def _split_header_lines(block: bytes) -> dict[str, str]:
@@ -144,12 +181,15 @@ def parse_event_plain(payload: bytes) -> Event:
     end = payload.find(b"\n\n")
     if end < 0:
         end = len(payload)
-    values = _split_header_lines(payload[:end])
+    block = payload[:end]
+    if b"\r" in block:
+        block = block.replace(b"\r\n", b"\n")
     body: str | None = None
-    inner = values.pop("Content-Length", None)
-    if inner is not None:
+    # An event body is announced by an inner Content-Length, the block's last line.
+    last = block.rfind(b"\n") + 1
+    if block.startswith(b"Content-Length: ", last):
         try:
-            length = int(inner)
+            length = int(block[last + 16 :])
         except ValueError:
             raise ProtocolError("event Content-Length is not a number") from None
         start = end + 2
@@ -157,7 +197,8 @@ def parse_event_plain(payload: bytes) -> Event:
         if len(raw) != length:
             raise ProtocolError("event body shorter than its Content-Length")
         body = raw.decode("utf-8", "replace")
-    return Event(values, body, encoded=True)
+        block = block[: max(last - 1, 0)]
+    return Event.from_block(block.decode("utf-8", "replace"), body)
 
 
 def parse_event_json(payload: bytes) -> Event:
@@ -235,7 +276,8 @@ class FrameParser:
         while self._pos < len(buf) and buf[self._pos] in (10, 13):
             self._pos += 1
         end = buf.find(b"\n\n", self._pos)
-        crlf = buf.find(b"\r\n\r\n", self._pos)
+        # FreeSWITCH never sends CR, but a peer may: look for CRLF only before the LF end.
+        crlf = buf.find(b"\r\n\r\n", self._pos, end if end >= 0 else len(buf))
         if crlf >= 0 and (end < 0 or crlf < end):
             end, skip = crlf, 4
         else:
@@ -381,25 +423,29 @@ class Command:
     body: bytes = b""
 
 
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+
+
 class CommandParser:
-    """Server side: bytes from a client to ``Command`` objects (CR is skipped)."""
+    """Server side: bytes from a client to ``Command`` objects (CR skipped in header lines)."""
 
     def __init__(self) -> None:
         self._buf = bytearray()
         self._pending: tuple[str, dict[str, str], int] | None = None
 
     def feed(self, data: bytes) -> None:
-        self._buf += data.replace(b"\r", b"")
+        self._buf += data
 
     def next_command(self) -> Command | None:
         if self._pending is None:
-            while self._buf[:1] == b"\n":
+            while self._buf[:1] in (b"\n", b"\r"):
                 del self._buf[:1]
-            end = self._buf.find(b"\n\n")
-            if end < 0:
+            # CR is dropped from header lines only; a body is raw bytes.
+            found = _BLANK_LINE.search(self._buf)
+            if found is None:
                 return None
-            block = bytes(self._buf[:end]).decode("utf-8", "replace")
-            del self._buf[: end + 2]
+            block = bytes(self._buf[: found.start()]).replace(b"\r", b"").decode("utf-8", "replace")
+            del self._buf[: found.end()]
             line, _, rest = block.partition("\n")
             headers: dict[str, str] = {}
             for header in rest.split("\n") if rest else ():

@@ -1,0 +1,183 @@
+"""Wiring: builds the worker's parts from Settings, starts them in order, stops them gracefully.
+
+Start order: database (migrations, then the live calls of this node back into
+memory), journal and relay (so everything committed gets published), the event
+pump, the command pool, then the connections to FreeSWITCH and RabbitMQ, then
+HTTP. Commands are consumed only while FreeSWITCH is connected; after every
+(re)connect the live calls are reconciled with what FreeSWITCH still has.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gevent
+from gevent.queue import Queue
+from prometheus_client import CollectorRegistry, Gauge
+
+from callworker.bus.client import AmqpClient
+from callworker.bus.relay import OutboxItem, OutboxRelay
+from callworker.calls.fsevents import SUBSCRIBED_EVENTS, EventPump
+from callworker.calls.intake import Intake
+from callworker.calls.journal import Journal
+from callworker.calls.reconcile import reconcile
+from callworker.calls.service import CallService
+from callworker.config import Settings, mask_url
+from callworker.esl.codec import Event
+from callworker.esl.connection import EslConnection
+from callworker.errors import StoreUnavailable
+from callworker.http import HttpServer
+from callworker.store import delete_outbox, make_engine, migrate, pending_outbox, ping
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("callworker")
+
+
+class Worker:
+    """One worker process bound to one FreeSWITCH node."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        url = settings.database_url_value
+        migrate(url)
+        self.engine = make_engine(url)
+        self.registry = CollectorRegistry()
+        self.esl_events: Queue[Event] = Queue(maxsize=settings.esl_event_queue_size)
+        self.bus = AmqpClient(
+            settings.amqp_url_value, node_id=settings.node_id, prefetch=settings.prefetch,
+            on_delivery=self._on_delivery, max_unconfirmed=settings.publish_window,
+        )
+        self.relay = OutboxRelay(
+            self.bus, fetch_pending=self._fetch_pending, mark_sent=self._mark_sent,
+            window=settings.publish_window,
+        )
+        self.journal = Journal(
+            self.engine, node=settings.node_id, notify=self.relay.notify,
+            batch_max=settings.write_batch_max,
+        )
+        self.esl = EslConnection(
+            settings.esl_host, settings.esl_port, settings.esl_password.get_secret_value(),
+            events=SUBSCRIBED_EVENTS, event_format=settings.esl_event_format,
+            event_queue=self.esl_events, send_timeout=settings.esl_send_timeout_s,
+            connect_timeout=settings.esl_connect_timeout_s,
+            on_connected=self._on_freeswitch_up, on_disconnected=self._on_freeswitch_down,
+        )
+        self.pump = EventPump(self.esl_events, self.journal)
+        self.calls = CallService(
+            journal=self.journal, port=self.esl, engine=self.engine, node=settings.node_id,
+            gateways=settings.gateways, default_gateway=settings.default_gateway,
+        )
+        self.intake = Intake(
+            bus=self.bus, engine=self.engine, service=self.calls,
+            freeswitch_ready=self.esl.wait_connected, max_age_s=settings.command_max_age_s,
+            workers=settings.command_workers,
+        )
+        self.http = HttpServer(
+            settings.http_host, settings.http_port, health=self.health, registry=self.registry
+        )
+        self._metrics()
+
+    # ------------------------------------------------------------------ life
+
+    def start(self) -> None:
+        self.journal.load()
+        self.journal.start()
+        self.relay.start()
+        self.pump.start()
+        self.intake.start()
+        # Consuming starts only once FreeSWITCH is there (see _on_freeswitch_up).
+        self.bus.pause_consuming()
+        self.bus.start()
+        self.esl.start()
+        self.http.start()
+        log.info(
+            "worker %s started: FreeSWITCH %s:%s, RabbitMQ %s, HTTP :%s",
+            self.settings.node_id, self.settings.esl_host, self.settings.esl_port,
+            mask_url(self.settings.amqp_url_value), self.http.port,
+        )
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop taking commands, finish those in hand, flush the outbox, close."""
+        self.bus.pause_consuming()
+        self.intake.drain(timeout / 2)
+        self.intake.stop()
+        self.pump.stop()
+        self.journal.stop(timeout / 4)
+        self.relay.stop(timeout / 4)
+        self.esl.stop()
+        self.bus.stop(timeout / 4)
+        self.http.stop()
+        self.engine.dispose()
+        log.info("worker %s stopped", self.settings.node_id)
+
+    # ------------------------------------------------------------ callbacks
+
+    def _on_delivery(self, delivery: Any) -> None:
+        self.intake.on_delivery(delivery)
+
+    def _on_freeswitch_up(self) -> None:
+        gevent.spawn(self._reconcile_then_consume)
+
+    def _reconcile_then_consume(self) -> None:
+        try:
+            reconcile(self.journal, self.esl)
+        except Exception:
+            log.exception("reconciliation with FreeSWITCH failed; will retry on the next connect")
+        if self.esl.connected:
+            self.bus.resume_consuming()
+
+    def _on_freeswitch_down(self) -> None:
+        self.bus.pause_consuming()
+
+    def _fetch_pending(self, after_id: int, limit: int) -> list[OutboxItem]:
+        return [
+            OutboxItem(
+                id=row["id"], exchange=row["exchange"], routing_key=row["routing_key"],
+                body=bytes(row["body"]), message_id=row["message_id"],
+                correlation_id=row["correlation_id"], headers=row["headers"],
+            )
+            for row in pending_outbox(self.engine, self.settings.node_id, after_id, limit)
+        ]
+
+    def _mark_sent(self, ids: list[int]) -> None:
+        delete_outbox(self.engine, ids)
+
+    # ---------------------------------------------------------------- health
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        try:
+            ping(self.engine)
+            database = True
+        except StoreUnavailable:
+            database = False
+        database = database and self.journal.healthy
+        body = {
+            "node": self.settings.node_id,
+            "freeswitch": {
+                "connected": self.esl.connected,
+                "host": self.settings.esl_host,
+                "port": self.settings.esl_port,
+            },
+            "rabbitmq": {"connected": self.bus.ready, "url": mask_url(self.settings.amqp_url_value)},
+            "database": {"reachable": database},
+            "live_calls": len(self.journal.calls),
+            "outbox_backlog": self.relay.backlog,
+        }
+        ok = self.esl.connected and self.bus.ready and database
+        body["status"] = "ok" if ok else "degraded"
+        return ok, body
+
+    def _metrics(self) -> None:
+        gauges = {
+            "callworker_live_calls": ("Calls live on this node", lambda: len(self.journal.calls)),
+            "callworker_outbox_backlog": ("Outbox rows not yet confirmed by RabbitMQ", lambda: self.relay.backlog),
+            "callworker_freeswitch_connected": ("1 while the ESL connection is up", lambda: int(self.esl.connected)),
+            "callworker_rabbitmq_connected": ("1 while RabbitMQ is ready", lambda: int(self.bus.ready)),
+            "callworker_esl_event_queue": ("FreeSWITCH events waiting for the journal", lambda: self.esl_events.qsize()),
+            "callworker_journal_batches": ("Journal batches committed", lambda: self.journal.batches),
+            "callworker_commands_handled": ("Command deliveries handled", lambda: self.intake.handled),
+        }
+        for name, (doc, read) in gauges.items():
+            Gauge(name, doc, registry=self.registry).set_function(read)

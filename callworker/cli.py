@@ -1,0 +1,107 @@
+"""The ``callworker`` command: run, simulate, demo, migrate.
+
+gevent must patch the standard library before anything imports socket, ssl or
+psycopg (psycopg picks its wait function at import), so it happens here, first.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+import gevent  # noqa: E402
+from gevent.event import Event as Flag  # noqa: E402
+
+from callworker.config import Settings  # noqa: E402
+
+__all__ = ["main"]
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("pika", "greenswitch"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _wait_for_signal() -> None:
+    stop = Flag()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(signum, stop.set)
+    stop.wait()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from callworker.app import Worker
+
+    worker = Worker(Settings())
+    worker.start()
+    _wait_for_signal()
+    worker.stop()
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from callworker.store import migrate
+
+    migrate(Settings().database_url_value)
+    print("database is at the latest schema")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from callworker.simulator import Simulator
+
+    settings = Settings()
+    password = args.password if args.password is not None else settings.esl_password.get_secret_value()
+    simulator = Simulator(
+        args.host, args.port, password, ring_delay=args.ring_delay, answer_delay=args.answer_delay,
+    )
+    simulator.start()
+    host, port = simulator.address
+    print(f"FreeSWITCH ESL simulator listening on {host}:{port}", flush=True)
+    _wait_for_signal()
+    simulator.stop()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from callworker.demo import run_demo
+
+    return run_demo(hangup_after=args.hangup_after)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="callworker", description=__doc__.split("\n")[0])
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the worker (applies pending migrations first)").set_defaults(func=cmd_run)
+    sub.add_parser("migrate", help="apply pending database migrations").set_defaults(func=cmd_migrate)
+    simulate = sub.add_parser("simulate", help="run the FreeSWITCH ESL simulator")
+    simulate.add_argument("--host", default="127.0.0.1")
+    simulate.add_argument("--port", type=int, default=8021)
+    simulate.add_argument("--password", default=None, help="default: CALLWORKER_ESL_PASSWORD or ClueCon")
+    simulate.add_argument("--ring-delay", type=float, default=0.2)
+    simulate.add_argument("--answer-delay", type=float, default=0.6)
+    simulate.set_defaults(func=cmd_simulate)
+    demo = sub.add_parser("demo", help="simulator and worker together, placing a few calls")
+    demo.add_argument("--hangup-after", type=float, default=1.0, help="seconds an answered call stays up")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _logging(args.log_level)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

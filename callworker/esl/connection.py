@@ -1,0 +1,511 @@
+"""The inbound event-socket connection to one FreeSWITCH node, kept up for ever.
+
+Strategy: one TCP connection is one ``EslSession``, a ``greenswitch.esl.InboundESL``
+used once and thrown away. What greenswitch gets wrong is replaced in the session:
+its reader (``recv(65536)`` into the sans-I/O ``codec.FrameParser``, so a body cut
+by EOF is noticed and a frame of an unknown type is skipped), its send
+(``sendall`` under a lock, so wire order is reply order, with a deadline) and its
+connect (a deadline, typed errors). Any failure closes the session and fails every
+caller still waiting: once one reply is lost or late, no later reply can be
+matched to its command any more.
+
+``EslConnection`` is the supervisor: it opens a session, authenticates,
+subscribes, calls ``on_connected``; on loss it calls ``on_disconnected``, waits a
+jittered, capped, exponential backoff and starts again with a new session.
+Events go to the owner's bounded queue with a blocking ``put``: when the owner
+falls behind, the reader stops reading and TCP pushes back on FreeSWITCH.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import gevent
+import gevent.event
+import gevent.lock
+import gevent.socket
+from greenswitch.esl import InboundESL
+
+from callworker.errors import (
+    FreeSwitchAuthError,
+    FreeSwitchError,
+    FreeSwitchTimeout,
+    FreeSwitchUnavailable,
+    ProtocolError,
+)
+from callworker.esl.codec import Event, Frame, FrameParser, encode_command, parse_event
+
+if TYPE_CHECKING:
+    import gevent.queue
+
+__all__ = ["EslConnection", "EslSession", "EslStats", "Backoff"]
+
+log = logging.getLogger("callworker.esl")
+
+_RECV_SIZE = 65536
+_FORMATS = ("plain", "json")
+
+
+@dataclass(slots=True)
+class EslStats:
+    """Counters over the life of an ``EslConnection`` (all its sessions)."""
+
+    connects: int = 0
+    disconnects: int = 0
+    events_received: int = 0
+    timeouts: int = 0
+    resyncs: int = 0
+
+
+class Backoff:
+    """Capped exponential delays with jitter; ``reset()`` after a success."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self._initial = initial
+        self._maximum = max(maximum, initial)
+        self._current = initial
+
+    def next(self) -> float:
+        # Jitter spreads the reconnects of many workers after a FreeSWITCH restart.
+        delay = self._current * random.uniform(0.5, 1.0)
+        self._current = min(self._current * 2, self._maximum)
+        return delay
+
+    def reset(self) -> None:
+        self._current = self._initial
+
+
+class EslSession(InboundESL):  # type: ignore[misc]
+    """One authenticated TCP connection, closed for good on its first failure.
+
+    Of greenswitch it keeps the object and its state names; greenswitch's reader,
+    its unbounded dispatcher queue and its root-logger logging never run.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        password: str,
+        *,
+        connect_timeout: float,
+        on_event: Callable[[Event], Any],
+        stats: EslStats | None = None,
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(host, port, password, timeout=connect_timeout)
+        self.where = f"{host}:{port}"
+        self.stats = stats if stats is not None else EslStats()
+        self.lost = gevent.event.Event()
+        self.sock: Any = None
+        self._on_event = on_event
+        self._on_lost = on_lost
+        self._commands_sent: deque[gevent.event.AsyncResult] = deque()
+        self._send_lock = gevent.lock.Semaphore()
+        self._parser = FrameParser()
+        self._reader: gevent.Greenlet | None = None
+        self._rejected = self._closed = self._ready = False
+        self._dispatch: dict[str, Callable[[Frame], None]] = {
+            "command/reply": self._on_reply,
+            "api/response": self._on_reply,
+            "text/event-plain": self._on_event_frame,
+            "text/event-json": self._on_event_frame,
+            "auth/request": lambda frame: self._auth_request_event.set(),
+            "text/disconnect-notice": self._on_disconnect_notice,
+            "text/rude-rejection": self._on_rude_rejection,
+            "log/data": lambda frame: None,
+        }
+
+    @property
+    def ready(self) -> bool:
+        """Authenticated, subscribed (``mark_ready``) and not closed."""
+        return self._ready and not self._closed
+
+    def mark_ready(self) -> None:
+        self._ready = True
+
+    # ------------------------------------------------------------------ connect
+
+    def connect(self) -> None:
+        """Open, wait for ``auth/request``, authenticate: all within connect_timeout."""
+        timer = gevent.Timeout(self.timeout)
+        timer.start()
+        try:
+            self._open()
+            self._auth_request_event.wait()
+            if self._rejected:
+                raise FreeSwitchAuthError(f"FreeSWITCH at {self.where} rejected the connection")
+            if self._closed:
+                raise FreeSwitchUnavailable(f"FreeSWITCH at {self.where} hung up before auth")
+            self.authenticate()
+        except gevent.Timeout as exc:
+            self.close("connect timed out")
+            if exc is not timer:
+                raise
+            raise FreeSwitchTimeout(
+                f"no ESL greeting or auth reply from {self.where} within {self.timeout:g}s"
+            ) from None
+        except BaseException:
+            self.close("connect failed")
+            raise
+        finally:
+            timer.close()
+
+    def _open(self) -> None:
+        try:
+            sock = gevent.socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except ConnectionRefusedError:
+            raise FreeSwitchUnavailable(f"connection to {self.where} refused") from None
+        except OSError as exc:
+            raise FreeSwitchUnavailable(f"cannot connect to {self.where}: {exc}") from None
+        # Small pipelined commands must not wait for the peer's delayed ACK.
+        sock.setsockopt(gevent.socket.IPPROTO_TCP, gevent.socket.TCP_NODELAY, 1)
+        sock.setsockopt(gevent.socket.SOL_SOCKET, gevent.socket.SO_KEEPALIVE, 1)
+        sock.settimeout(None)
+        self.sock = sock
+        self.connected = True
+        self._reader = gevent.spawn(self.receive_events)
+
+    def authenticate(self) -> None:
+        try:
+            payload = encode_command(f"auth {self.password}")
+        except ValueError:
+            raise FreeSwitchAuthError("the ESL password contains a line break") from None
+        text = self.request(payload, None).reply_text()
+        if not text.startswith("+OK"):
+            # FreeSWITCH's own words; they never hold the password, but make sure.
+            shown = text.replace(self.password, "***") if self.password else text
+            raise FreeSwitchAuthError(f"FreeSWITCH at {self.where} refused the password: {shown}")
+
+    # ------------------------------------------------------------------ commands
+
+    def send(self, data: str, timeout: float | None = None) -> Frame:
+        """Send one command line; return its reply frame."""
+        return self.request(encode_command(data), timeout)
+
+    def request(self, payload: bytes, timeout: float | None) -> Frame:
+        """Write an encoded command and wait for the reply matched to it."""
+        waiter = gevent.event.AsyncResult()
+        sent = False
+        timer = gevent.Timeout(timeout)  # None: never fires
+        timer.start()
+        try:
+            with self._send_lock:
+                if self._closed or not self.connected:
+                    raise FreeSwitchUnavailable(f"not connected to {self.where}")
+                # Append and write under one lock: the wire order is the waiter order.
+                self._commands_sent.append(waiter)
+                sent = True
+                try:
+                    self.sock.sendall(payload)
+                except OSError as exc:
+                    self.close(f"write failed: {exc}")
+            return waiter.get()  # type: ignore[no-any-return]
+        except FreeSwitchError:
+            raise
+        except gevent.Timeout as exc:
+            if exc is not timer:
+                self._abandon(waiter, sent)
+                raise
+            self.stats.timeouts += 1
+            self.close(f"no reply within {timeout:g}s", FreeSwitchTimeout)
+            raise FreeSwitchTimeout(f"no reply from {self.where} within {timeout:g}s") from None
+        except BaseException:
+            self._abandon(waiter, sent)
+            raise
+        finally:
+            timer.close()
+
+    def _abandon(self, waiter: gevent.event.AsyncResult, sent: bool) -> None:
+        # A caller gave up on its reply: that reply would go to the next caller.
+        if sent and not waiter.ready():
+            self.close("a caller abandoned its reply")
+
+    # ------------------------------------------------------------------ reading
+
+    def receive_events(self) -> None:
+        """The reader greenlet: recv, feed the parser, dispatch each frame."""
+        recv, parser, dispatch = self.sock.recv, self._parser, self._dispatch
+        try:
+            while not self._closed:
+                data = recv(_RECV_SIZE)
+                if not data:
+                    cut = f" mid-frame ({parser.buffered} bytes)" if parser.buffered else ""
+                    self.close(f"closed by FreeSWITCH{cut}")
+                    return
+                parser.feed(data)
+                resyncs = parser.resyncs
+                while not self._closed and (frame := parser.next_frame()) is not None:
+                    handler = dispatch.get(frame.content_type)
+                    if handler is None:
+                        log.debug("ignoring an ESL frame of type %r", frame.content_type)
+                    else:
+                        handler(frame)
+                if parser.resyncs != resyncs:
+                    self.stats.resyncs += parser.resyncs - resyncs
+                    log.warning("skipped junk in the ESL stream from %s", self.where)
+        except OSError as exc:
+            self.close(f"read failed: {exc}")
+        except ProtocolError as exc:
+            log.warning("unreadable ESL stream from %s: %s", self.where, exc)
+            self.close(f"protocol error: {exc}")
+        except Exception:
+            log.exception("ESL reader for %s failed", self.where)
+            self.close("reader failed")
+
+    def _on_reply(self, frame: Frame) -> None:
+        if not self._commands_sent:
+            # Nothing to match it to: every later reply would be off by one.
+            log.warning("unexpected %s from %s", frame.content_type, self.where)
+            self.close("reply without a pending command")
+            return
+        self._commands_sent.popleft().set(frame)
+
+    def _on_event_frame(self, frame: Frame) -> None:
+        try:
+            event = parse_event(frame)
+        except ProtocolError as exc:
+            log.warning("dropping an unreadable event from %s: %s", self.where, exc)
+            return
+        self.stats.events_received += 1
+        self._on_event(event)  # a blocking put: backpressure onto the socket
+
+    def _on_disconnect_notice(self, frame: Frame) -> None:
+        if frame.headers.get("Content-Disposition") != "linger":
+            self.close("disconnect notice from FreeSWITCH")
+
+    def _on_rude_rejection(self, frame: Frame) -> None:
+        self._rejected = True
+        self.close("rejected by FreeSWITCH (ACL)")
+
+    # ------------------------------------------------------------------ closing
+
+    def close(
+        self, reason: str = "closed", error: type[FreeSwitchUnavailable] = FreeSwitchUnavailable
+    ) -> None:
+        """Close once: fail every waiter, close the socket, stop the reader."""
+        if self._closed:
+            return
+        self._closed = True
+        self.connected = False
+        log.info("ESL connection to %s closed: %s", self.where, reason)
+        waiters, self._commands_sent = self._commands_sent, deque()
+        for waiter in waiters:
+            waiter.set_exception(error(f"ESL connection to {self.where} lost: {reason}"))
+        self._auth_request_event.set()
+        if self.sock is not None:
+            self.sock.close()
+        if self._reader is not None and self._reader is not gevent.getcurrent():
+            self._reader.kill(block=False)
+        self.lost.set()
+        if self._on_lost is not None:
+            self._on_lost()
+
+    def stop(self) -> None:
+        self.close("stopped")
+
+
+def _word(value: str, what: str) -> str:
+    if not value or any(ch.isspace() for ch in value):
+        raise ValueError(f"{what} must be one word: {value!r}")
+    return value
+
+
+def _subscription(fmt: str, events: Sequence[str], custom_subclasses: Sequence[str]) -> str:
+    """``event <fmt> <names> [CUSTOM <subclasses>]``."""
+    if fmt not in _FORMATS:
+        raise ValueError(f"event format must be one of {_FORMATS}")
+    names = [_word(name, "event name") for name in events if name != "CUSTOM"]
+    subclasses = [_word(name, "event subclass") for name in custom_subclasses]
+    if subclasses or "CUSTOM" in events:
+        names += ["CUSTOM", *subclasses]
+    if not names:
+        raise ValueError("no events to subscribe to")
+    return f"event {fmt} {' '.join(names)}"
+
+
+class EslConnection:
+    """A FreeSWITCH port over inbound ESL that reconnects by itself until ``stop()``."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        password: str,
+        *,
+        events: Sequence[str],
+        custom_subclasses: Sequence[str] = (),
+        event_format: str = "plain",
+        event_queue: gevent.queue.Queue[Event],
+        send_timeout: float = 5.0,
+        connect_timeout: float = 5.0,
+        on_connected: Callable[[], None] | None = None,
+        on_disconnected: Callable[[], None] | None = None,
+        backoff_initial: float = 0.2,
+        backoff_max: float = 10.0,
+        filters: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        self._host, self._port, self._password = host, port, password
+        self._setup = [_subscription(event_format, events, custom_subclasses)]
+        self._setup += [f"filter {_word(name, 'filter header')} {value}" for name, value in filters]
+        for line in self._setup:
+            encode_command(line)  # a line break is refused now, not at every reconnect
+        self._queue = event_queue
+        self._send_timeout = send_timeout
+        self._connect_timeout = connect_timeout
+        self._on_connected = on_connected
+        self._on_disconnected = on_disconnected
+        self._backoff = Backoff(backoff_initial, backoff_max)
+        self.stats = EslStats()
+        self.last_error: BaseException | None = None  # of the last failed attempt
+        self._session: EslSession | None = None
+        self._supervisor: gevent.Greenlet | None = None
+        self._ready = gevent.event.Event()
+        self._stopping = gevent.event.Event()
+
+    def __repr__(self) -> str:
+        return f"EslConnection({self._host}:{self._port}, connected={self.connected})"
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        """Start the supervisor greenlet: connect, subscribe, reconnect on loss."""
+        if self._supervisor is not None and not self._supervisor.dead:
+            return
+        self._stopping.clear()
+        self._supervisor = gevent.spawn(self._supervise)
+
+    def stop(self) -> None:
+        """Say ``exit`` if connected, close, and stop reconnecting."""
+        self._stopping.set()
+        session = self._session
+        if session is not None:
+            if session.ready:
+                try:
+                    session.send("exit", min(self._send_timeout, 2.0))
+                except FreeSwitchError:
+                    pass
+            session.close("stopped")
+        supervisor = self._supervisor
+        if supervisor is not None and supervisor is not gevent.getcurrent():
+            supervisor.join(timeout=self._connect_timeout + 1.0)
+            supervisor.kill(block=True, timeout=1.0)
+
+    @property
+    def connected(self) -> bool:
+        session = self._session
+        return session is not None and session.ready
+
+    def wait_connected(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.connected:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._ready.wait(remaining)
+        return True
+
+    # ------------------------------------------------------------------ commands
+
+    def api(self, command: str, *, timeout: float | None = None) -> str:
+        """``api <command>``: the body of the api/response."""
+        frame = self._request(encode_command(f"api {command}"), timeout)
+        if frame.content_type != "api/response":
+            raise FreeSwitchError(f"api refused: {frame.reply_text()}")
+        return frame.body.decode("utf-8", "replace")
+
+    def bgapi(
+        self, command: str, *, job_uuid: str | None = None, timeout: float | None = None
+    ) -> str:
+        """``bgapi <command>``: the Job-UUID; the outcome arrives as BACKGROUND_JOB."""
+        headers = [("Job-UUID", job_uuid)] if job_uuid is not None else []
+        text = self._request(encode_command(f"bgapi {command}", headers), timeout).reply_text()
+        job = text.partition("Job-UUID:")[2].strip()
+        if not text.startswith("+OK") or not job:
+            raise FreeSwitchError(f"bgapi refused: {text}")
+        return job
+
+    def command(self, line: str, *, timeout: float | None = None) -> Frame:
+        """Any other ESL command: its reply frame, as it came."""
+        return self._request(encode_command(line), timeout)
+
+    def _request(self, payload: bytes, timeout: float | None) -> Frame:
+        session = self._session
+        if session is None or not session.ready:
+            raise FreeSwitchUnavailable(f"not connected to FreeSWITCH at {self._host}:{self._port}")
+        return session.request(payload, self._send_timeout if timeout is None else timeout)
+
+    # ------------------------------------------------------------------ supervisor
+
+    def _supervise(self) -> None:
+        while not self._stopping.is_set():
+            session = EslSession(
+                self._host,
+                self._port,
+                self._password,
+                connect_timeout=self._connect_timeout,
+                on_event=self._queue.put,
+                stats=self.stats,
+                on_lost=self._ready.clear,
+            )
+            self._session = session
+            try:
+                self._establish(session)
+            except Exception as exc:  # the supervisor never dies
+                session.close("setup failed")
+                self._note_failure(exc)
+            else:
+                self._run_connected(session)
+            if not self._stopping.is_set():
+                self._stopping.wait(self._backoff.next())
+
+    def _establish(self, session: EslSession) -> None:
+        session.connect()
+        for line in self._setup:
+            reply = session.send(line, self._send_timeout).reply_text()
+            if not reply.startswith("+OK"):
+                raise FreeSwitchError(f"{line.split(' ', 1)[0]} refused: {reply}")
+        if self._stopping.is_set():
+            raise FreeSwitchUnavailable("stopping")
+
+    def _run_connected(self, session: EslSession) -> None:
+        """Mark ready, tell the owner, then wait for the session to end."""
+        session.mark_ready()
+        self.last_error = None
+        self.stats.connects += 1
+        self._backoff.reset()
+        if session.ready:  # not lost while subscribing
+            self._ready.set()
+        log.info("connected to FreeSWITCH at %s:%s", self._host, self._port)
+        _call_safely(self._on_connected, "on_connected")
+        session.lost.wait()
+        self._ready.clear()
+        self.stats.disconnects += 1
+        level = logging.INFO if self._stopping.is_set() else logging.WARNING
+        log.log(level, "disconnected from FreeSWITCH at %s:%s", self._host, self._port)
+        _call_safely(self._on_disconnected, "on_disconnected")
+
+    def _note_failure(self, exc: Exception) -> None:
+        self.last_error = exc
+        if self._stopping.is_set():
+            return
+        if isinstance(exc, (FreeSwitchError, ProtocolError)):
+            level = logging.ERROR if isinstance(exc, FreeSwitchAuthError) else logging.WARNING
+            log.log(level, "cannot connect to FreeSWITCH at %s:%s: %s", self._host, self._port, exc)
+        else:
+            log.error("cannot connect to FreeSWITCH at %s:%s", self._host, self._port, exc_info=exc)
+
+
+def _call_safely(callback: Callable[[], None] | None, what: str) -> None:
+    if callback is None:
+        return
+    try:
+        callback()
+    except Exception:
+        log.exception("%s callback failed", what)

@@ -1,0 +1,177 @@
+"""API commands (``api``/``bgapi``) with FreeSWITCH's exact reply texts.
+
+Every command completes through a ``done(text)`` callback: most call it at once,
+``originate`` calls it from the call's greenlet when the leg answers or fails.
+That one shape serves ``api`` (wait for the text) and ``bgapi`` (turn the text
+into a BACKGROUND_JOB) alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from callworker.simulator.causes import cause_from_text
+from callworker.simulator.channel import Channel, now_us
+from callworker.simulator.events import Block
+from callworker.simulator.originate import originate
+from callworker.simulator.reports import show, status_text, version_text
+from callworker.simulator.switch import Switch
+
+__all__ = ["ApiRunner", "NO_CHANNEL"]
+
+Done = Callable[[str], None]
+NO_CHANNEL = "-ERR No such channel!\n"
+_HOLD_OK = "+OK Success\n"
+_HOLD_FAILED = "-ERR Operation failed\n"
+_AUDIO_USAGE = "-USAGE: <uuid> [start [read|write] [mute|level <level>]|stop]\n"
+
+
+class ApiRunner:
+    """Runs one API command against the switch and reports its output."""
+
+    def __init__(self, switch: Switch) -> None:
+        self.sw = switch
+        self._simple: dict[str, Callable[[str], str]] = {
+            "status": lambda _args: status_text(self.sw),
+            "version": lambda _args: version_text(),
+            "hostname": lambda _args: self.sw.hostname,
+            "show": lambda args: show(self.sw, args),
+            "uuid_kill": self.uuid_kill,
+            "uuid_hold": self.uuid_hold,
+            "uuid_audio": self.uuid_audio,
+            "uuid_exists": lambda args: "true" if self.sw.find(args.strip()) else "false",
+            "uuid_getvar": self.uuid_getvar,
+            "uuid_setvar": self.uuid_setvar,
+            "hupall": self.hupall,
+        }
+
+    def run(self, command: str, args: str, done: Done) -> None:
+        self.sw.fire("API", lambda: [Block([("API-Command", command),
+                                            ("API-Command-Argument", args)])])
+        if command == "originate":
+            originate(self.sw, args, done)
+            return
+        handler = self._simple.get(command)
+        done(handler(args) if handler else f"-ERR {command} Command not found!\n")
+
+    def background_job(self, job_uuid: str, command: str, args: str) -> Done:
+        """The ``done`` of a bgapi job: fire BACKGROUND_JOB with the output as body."""
+        pairs = [("Job-UUID", job_uuid), ("Job-Command", command), ("Job-Command-Arg", args)]
+
+        def done(text: str) -> None:
+            self.sw.fire("BACKGROUND_JOB", lambda: [Block(pairs)], body=text or "-ERR no reply\n")
+
+        return done
+
+    # ------------------------------------------------------------ channel commands
+
+    def uuid_kill(self, args: str) -> str:
+        words = args.split()
+        if not words:
+            return "-USAGE: <uuid> [cause]\n"
+        ch = self.sw.find(words[0])
+        if ch is None:
+            return NO_CHANNEL
+        ch.request_hangup(cause_from_text(words[1] if len(words) > 1 else None))
+        return "+OK\n"
+
+    def hupall(self, args: str) -> str:
+        words = args.split()
+        cause = cause_from_text(words[0], "NORMAL_CLEARING") if words else "MANAGER_REQUEST"
+        var = words[1] if len(words) > 1 else None
+        value = words[2] if len(words) > 2 else ""
+        for ch in list(self.sw.channels.values()):
+            if var is None or ch.variables.get(var) == value:
+                ch.request_hangup(cause)
+        if var is None:
+            return f"+OK hangup all channels with cause {cause}\n"
+        return f"+OK hangup all channels matching [{var}]=[{value}] with cause: {cause}\n"
+
+    def uuid_hold(self, args: str) -> str:
+        words = args.split()
+        mode = "on"
+        if words and words[0].lower() in ("off", "toggle"):
+            mode = words.pop(0).lower()
+        if not words:
+            return "-USAGE: [off|toggle] <uuid> [<display>]\n"
+        ch = self.sw.find(words[0])
+        if ch is None:
+            return _HOLD_OK  # switch_ivr_hold_uuid starts from SUCCESS and finds nothing to do
+        if mode == "toggle":
+            mode = "off" if ch.held else "on"
+        if ch.gone or (mode == "on") == ch.held:
+            return _HOLD_FAILED
+        if mode == "on":
+            self._hold(ch)
+        else:
+            self._unhold(ch)
+        return _HOLD_OK
+
+    def _hold(self, ch: Channel) -> None:
+        ch.held_since_us = ch.last_hold_us = now_us()
+        self.sw.set_call_state(ch, "HELD")
+        self.sw.emit(ch, "CHANNEL_HOLD")
+
+    def _unhold(self, ch: Channel) -> None:
+        ch.hold_accum_us += now_us() - ch.held_since_us
+        ch.held_since_us = 0
+        # FreeSWITCH reports UNHELD and only returns to ACTIVE on a later media read.
+        self.sw.set_call_state(ch, "UNHELD")
+        self.sw.emit(ch, "CHANNEL_UNHOLD")
+
+    def uuid_audio(self, args: str) -> str:
+        words = args.split()
+        if len(words) < 2:
+            return _AUDIO_USAGE
+        ch = self.sw.find(words[0])
+        if ch is None:
+            return NO_CHANNEL
+        action = words[1].lower()
+        if action == "stop":
+            if ch.media_bug:
+                ch.media_bug = False
+                ch.audio = {"read": {"mute": 0, "level": 0}, "write": {"mute": 0, "level": 0}}
+                self._media_bug(ch, "MEDIA_BUG_STOP")
+            return "+OK\n"
+        if action != "start" or len(words) < 5:
+            return _AUDIO_USAGE
+        direction, op = words[2].lower(), words[3].lower()
+        if direction not in ("read", "write") or op not in ("mute", "level"):
+            return _AUDIO_USAGE
+        try:
+            value = int(words[4])
+        except ValueError:
+            return _AUDIO_USAGE
+        if not ch.media_bug:
+            ch.media_bug = True
+            self._media_bug(ch, "MEDIA_BUG_START")
+        if op == "mute":
+            ch.audio[direction]["mute"] = value
+        elif -4 <= value <= 4:  # a level outside -4..4 is silently ignored
+            ch.audio[direction]["level"] = value
+        return "+OK\n"
+
+    def _media_bug(self, ch: Channel, name: str) -> None:
+        self.sw.emit(ch, name, bottom=[("Media-Bug-Function", "audio"),
+                                       ("Media-Bug-Target", ch.uuid)])
+
+    def uuid_getvar(self, args: str) -> str:
+        words = args.split()
+        if len(words) < 2:
+            return "-USAGE: <uuid> <var> [index]\n"
+        ch = self.sw.find(words[0])
+        if ch is None:
+            return NO_CHANNEL
+        value = ch.variables.get(words[1])
+        return "_undef_" if value is None else value
+
+    def uuid_setvar(self, args: str) -> str:
+        uuid, _, rest = args.strip().partition(" ")
+        name, _, value = rest.strip().partition(" ")
+        if not name:
+            return "-USAGE: <uuid> <var> [value]\n"
+        ch = self.sw.find(uuid)
+        if ch is None:
+            return NO_CHANNEL
+        ch.variables.set(name, value or None)  # no value unsets the variable
+        return "+OK\n"

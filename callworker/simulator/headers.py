@@ -1,0 +1,143 @@
+"""Channel header blocks in the order FreeSWITCH 1.10 writes them.
+
+``switch_channel_event_set_basic_data`` (channel data, then the caller profile)
+goes on every channel event; ``variable_*`` headers only on the event types in
+``VARIABLE_EVENTS`` (SPEC section 1). The blocks that cannot change after the
+channel is made are built once and kept in ``Channel.cache``; the rest are a few
+short lines of state names and numbers, which need no URL encoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from callworker.simulator.channel import Channel
+from callworker.simulator.events import Block
+
+__all__ = ["VARIABLE_EVENTS", "channel_blocks", "wants_variables", "safe_block", "CODEC"]
+
+VARIABLE_EVENTS = frozenset({
+    "CHANNEL_CREATE", "CHANNEL_ORIGINATE", "CHANNEL_UUID", "CHANNEL_ANSWER", "CHANNEL_PARK",
+    "CHANNEL_UNPARK", "CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "CHANNEL_PROGRESS",
+    "CHANNEL_PROGRESS_MEDIA", "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE", "REQUEST_PARAMS",
+    "CHANNEL_DATA", "CHANNEL_EXECUTE", "CHANNEL_EXECUTE_COMPLETE", "CHANNEL_DESTROY",
+    "SESSION_HEARTBEAT", "API", "RECORD_START", "RECORD_STOP", "PLAYBACK_START", "PLAYBACK_STOP",
+    "CALL_UPDATE", "MEDIA_BUG_START", "MEDIA_BUG_STOP", "CHANNEL_HOLD", "CHANNEL_UNHOLD", "TEXT",
+    "CUSTOM",
+})
+
+CODEC = ("PCMU", "8000", "64000")
+
+
+def wants_variables(event_name: str) -> bool:
+    return event_name in VARIABLE_EVENTS
+
+
+def safe_block(pairs: list[tuple[str, str]]) -> Block:
+    """A block whose values are known to need no escaping (state names, numbers)."""
+    return Block(pairs, "".join([f"{n}: {v}\n" for n, v in pairs if v != ""]).encode())
+
+
+def _cached(ch: Channel, key: str, pairs_fn: Callable[[Channel], list[tuple[str, str]]]) -> Block:
+    block = ch.cache.get(key)
+    if block is None:
+        block = ch.cache[key] = Block(pairs_fn(ch))
+    return block
+
+
+def _identity(ch: Channel) -> list[tuple[str, str]]:
+    return [
+        ("Channel-Name", ch.name),
+        ("Unique-ID", ch.uuid),
+        ("Call-Direction", "outbound"),
+        ("Presence-Call-Direction", "outbound"),
+        ("Channel-HIT-Dialplan", "false"),
+        ("Channel-Call-UUID", ch.variables.get("call_uuid") or ch.uuid),
+    ]
+
+
+def _codecs(ch: Channel) -> list[tuple[str, str]]:
+    name, rate, bits = CODEC
+    return [
+        ("Channel-Read-Codec-Name", name), ("Channel-Read-Codec-Rate", rate),
+        ("Channel-Read-Codec-Bit-Rate", bits), ("Channel-Write-Codec-Name", name),
+        ("Channel-Write-Codec-Rate", rate), ("Channel-Write-Codec-Bit-Rate", bits),
+    ]
+
+
+def _caller_head(ch: Channel) -> list[tuple[str, str]]:
+    return [
+        ("Caller-Direction", "outbound"),
+        ("Caller-Logical-Direction", "outbound"),
+        ("Caller-Dialplan", "XML"),
+        ("Caller-Caller-ID-Name", ch.cid_name),
+        ("Caller-Caller-ID-Number", ch.cid_num),
+        ("Caller-Orig-Caller-ID-Name", ch.cid_name),
+        ("Caller-Orig-Caller-ID-Number", ch.cid_num),
+        ("Caller-Callee-ID-Name", "Outbound Call"),
+        ("Caller-Callee-ID-Number", ch.number),
+        ("Caller-ANI", ch.cid_num),
+        ("Caller-Destination-Number", ch.number),
+        ("Caller-Unique-ID", ch.uuid),
+        ("Caller-Source", "src/switch_ivr_originate.c"),
+        ("Caller-Context", "default"),
+        ("Caller-Channel-Name", ch.name),
+        ("Caller-Profile-Index", "1"),
+    ]
+
+
+def _caller_tail(ch: Channel) -> list[tuple[str, str]]:
+    return [
+        ("Caller-Screen-Bit", "true"),
+        ("Caller-Privacy-Hide-Name", "true" if ch.hide_name else "false"),
+        ("Caller-Privacy-Hide-Number", "true" if ch.hide_number else "false"),
+    ]
+
+
+def _times(ch: Channel) -> Block:
+    created = str(ch.created_us)
+    return safe_block([
+        ("Caller-Profile-Created-Time", created),
+        ("Caller-Channel-Created-Time", created),
+        ("Caller-Channel-Answered-Time", str(ch.answered_us)),
+        ("Caller-Channel-Progress-Time", str(ch.progress_us)),
+        ("Caller-Channel-Progress-Media-Time", str(ch.progress_media_us)),
+        ("Caller-Channel-Hangup-Time", str(ch.hangup_us)),
+        ("Caller-Channel-Transfer-Time", "0"),
+        ("Caller-Channel-Resurrect-Time", "0"),
+        ("Caller-Channel-Bridged-Time", "0"),
+        ("Caller-Channel-Last-Hold", str(ch.last_hold_us)),
+        ("Caller-Channel-Hold-Accum", str(ch.hold_accum_us)),
+    ])
+
+
+def channel_blocks(
+    ch: Channel,
+    *,
+    variables: bool,
+    state: str | None = None,
+    state_number: int | None = None,
+    call_state: str | None = None,
+) -> list[Block]:
+    """Channel data, caller profile and (if asked) variables, as blocks.
+
+    ``state``/``state_number``/``call_state`` override the channel's own values for
+    events that report a state other than the current one (CHANNEL_HANGUP shows
+    the running state from before the hangup with the desired state number 10).
+    """
+    number = ch.state_number if state_number is None else state_number
+    top = [
+        ("Channel-State", state or ch.state),
+        ("Channel-Call-State", call_state or ch.call_state),
+        ("Channel-State-Number", str(number)),
+    ]
+    answer = [("Answer-State", ch.answer_state)]
+    if ch.hangup_cause:
+        answer.append(("Hangup-Cause", ch.hangup_cause))
+    blocks = [safe_block(top), _cached(ch, "identity", _identity), safe_block(answer)]
+    if ch.media:
+        blocks.append(_cached(ch, "codecs", _codecs))
+    blocks += [_cached(ch, "caller", _caller_head), _times(ch), _cached(ch, "tail", _caller_tail)]
+    if variables:
+        blocks.append(ch.variables.block())
+    return blocks

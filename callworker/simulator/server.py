@@ -1,0 +1,138 @@
+"""The simulator's public face: a TCP listener speaking FreeSWITCH's inbound event socket."""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import socket
+from collections import deque
+
+import gevent.event
+from gevent.server import StreamServer
+
+from callworker.simulator.api import ApiRunner
+from callworker.simulator.session import Session
+from callworker.simulator.switch import Stats, Switch, Timing
+
+__all__ = ["Simulator"]
+
+_KEPT_COMMANDS = 100_000  # received_commands() keeps the most recent ones
+
+
+def _advertised_ipv4(host: str) -> str:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "127.0.0.1"
+    if address.version != 4 or address.is_unspecified:
+        return "127.0.0.1"
+    return host
+
+
+class Simulator:
+    """A FreeSWITCH stand-in for demos, load tests and fault tests.
+
+    ``start()`` serves in background greenlets and returns at once; the
+    accessors below let tests see what reached the socket and what the calls hold.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8021,
+        password: str = "ClueCon",
+        *,
+        ring_delay: float = 0.05,
+        answer_delay: float = 0.15,
+        far_end_hangup_after: float = 2.0,
+        hostname: str = "sim1",
+        acl_allow: bool = True,
+    ) -> None:
+        self._bind = (host, port)
+        self._password = password
+        self._acl_allow = acl_allow
+        timing = Timing(ring_delay, answer_delay, far_end_hangup_after)
+        self._switch = Switch(hostname, _advertised_ipv4(host), timing)
+        self._api = ApiRunner(self._switch)
+        self._sessions: set[Session] = set()
+        self._commands: deque[str] = deque(maxlen=_KEPT_COMMANDS)
+        self._server: StreamServer | None = None
+        self._stopped = gevent.event.Event()
+
+    # ------------------------------------------------------------------ serving
+
+    def start(self) -> None:
+        """Bind (port 0 picks a free port) and serve in background greenlets."""
+        if self._server is not None:
+            return
+        self._stopped.clear()
+        self._server = StreamServer(self._bind, self._handle, backlog=1024)
+        self._server.start()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self._server is None or self._server.socket is None:
+            raise RuntimeError("the simulator is not started")
+        host, port = self._server.socket.getsockname()[:2]
+        return host, port
+
+    def serve_forever(self) -> None:
+        """Start (if needed) and block until ``stop()``."""
+        self.start()
+        self._stopped.wait()
+
+    def stop(self) -> None:
+        """Close the listener and every client; end every call."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        self.drop_clients()
+        self._switch.kill_all_calls()
+        if server is not None:
+            server.stop(timeout=1)
+        self._stopped.set()
+
+    def drop_clients(self) -> None:
+        """Abruptly close every client connection; calls keep running."""
+        for session in list(self._sessions):
+            session.abort()
+
+    def _handle(self, sock: socket.socket, _address: object) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._switch.stats.connections += 1
+        session = Session(self._switch, self._api, sock, password=self._password,
+                          acl_allow=self._acl_allow, record=self._commands.append)
+        self._sessions.add(session)
+        try:
+            session.run()
+        finally:
+            self._sessions.discard(session)
+
+    # ---------------------------------------------------------------- inspection
+
+    @property
+    def stats(self) -> Stats:
+        """Counts of connections, calls_started, events_sent and commands."""
+        return self._switch.stats
+
+    def live_channels(self) -> list[str]:
+        return list(self._switch.channels)
+
+    def channel_vars(self, uuid: str) -> dict[str, str]:
+        """The variables of a live or recently ended channel (KeyError if unknown)."""
+        return self._switch.lookup(uuid).variables.copy()
+
+    def audio_state(self, uuid: str) -> dict[str, dict[str, int]]:
+        """``{"read": {"mute": n, "level": n}, "write": {...}}`` as set by uuid_audio."""
+        return copy.deepcopy(self._switch.lookup(uuid).audio)
+
+    def received_commands(self) -> list[str]:
+        """Command lines received from all clients, in arrival order (the last 100,000)."""
+        return list(self._commands)
+
+    def fire_custom(self, uuid: str, subclass: str, headers: dict[str, str]) -> None:
+        """A CUSTOM event on a live channel, as the dialplan ``event`` application fires it."""
+        ch = self._switch.find(uuid)
+        if ch is None:
+            raise KeyError(uuid)
+        self._switch.emit(ch, "CUSTOM", subclass=subclass, top=list(headers.items()))

@@ -1,0 +1,76 @@
+"""The whole worker, in-process, against the simulator, the real RabbitMQ and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pika
+import pytest
+
+from callworker.app import Worker
+from callworker.bus.probe import Probe
+from callworker.config import Settings
+from callworker.simulator import Simulator
+
+
+@pytest.fixture
+def simulator() -> Iterator[Simulator]:
+    sim = Simulator("127.0.0.1", 0, "ClueCon", ring_delay=0.05, answer_delay=0.1, far_end_hangup_after=0.5)
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+def make_settings(simulator: Simulator, database_url: str, amqp_url: str, **overrides: Any) -> Settings:
+    host, port = simulator.address
+    values: dict[str, Any] = dict(
+        amqp_url=amqp_url, database_url=database_url, esl_host=host, esl_port=port,
+        node_id=f"node-{uuid.uuid4().hex[:8]}", http_host="127.0.0.1", http_port=0,
+        command_workers=16, esl_connect_timeout_s=2.0, esl_send_timeout_s=3.0,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+def start_worker(settings: Settings) -> Worker:
+    worker = Worker(settings)
+    worker.start()
+    assert worker.esl.wait_connected(10), "worker did not connect to the simulator"
+    assert worker.bus.wait_ready(10), "worker did not connect to RabbitMQ"
+    return worker
+
+
+@pytest.fixture
+def worker(simulator: Simulator, pg_url: str, amqp_url: str) -> Iterator[Worker]:
+    w = start_worker(make_settings(simulator, pg_url, amqp_url))
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def probe(amqp_url: str, tenant: str) -> Iterator[Probe]:
+    p = Probe(amqp_url, event_bindings=(f"{tenant}.#",))
+    yield p
+    p.close()
+
+
+def dead_letters(amqp_url: str) -> list[tuple[Any, bytes]]:
+    """Everything in callworker.commands.dead right now (taken off the queue)."""
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        channel = connection.channel()
+        found = []
+        while True:
+            method, properties, body = channel.basic_get("callworker.commands.dead", auto_ack=True)
+            if method is None:
+                return found
+            found.append((properties, body))
+    finally:
+        connection.close()
