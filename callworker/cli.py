@@ -27,7 +27,7 @@ def _logging(level: str) -> None:
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("pika", "greenswitch"):
+    for noisy in ("pika", "greenswitch", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -101,6 +101,10 @@ class OutboxRelay:
                     continue
                 log.debug("outbox buffer full (%d); reading from the database", self._held())
                 self._start_scan(self._cursor)
+            elif not self._scanning and item.id not in self._inflight:
+                # Committed out of id order (not by the single writer): read it back.
+                log.debug("outbox row %d notified behind the cursor; rescanning", item.id)
+                self._start_scan(item.id - 1)
             if self._scanning:
                 self._notified_max = max(self._notified_max, item.id)
         self._drained.clear()

@@ -111,24 +111,17 @@ def _times(ch: Channel) -> Block:
     ])
 
 
-def channel_blocks(
-    ch: Channel,
-    *,
-    variables: bool,
-    state: str | None = None,
-    state_number: int | None = None,
-    call_state: str | None = None,
-) -> list[Block]:
+def channel_blocks(ch: Channel, *, variables: bool, state_number: int | None = None) -> list[Block]:
     """Channel data, caller profile and (if asked) variables, as blocks.
 
-    ``state``/``state_number``/``call_state`` override the channel's own values for
-    events that report a state other than the current one (CHANNEL_HANGUP shows
-    the running state from before the hangup with the desired state number 10).
+    ``Channel-State`` is the running state and ``Channel-State-Number`` the desired
+    one; ``state_number`` gives the latter where they differ (CHANNEL_HANGUP still
+    shows the running state from before the hangup, with the number 10).
     """
     number = ch.state_number if state_number is None else state_number
     top = [
-        ("Channel-State", state or ch.state),
-        ("Channel-Call-State", call_state or ch.call_state),
+        ("Channel-State", ch.state),
+        ("Channel-Call-State", ch.call_state),
         ("Channel-State-Number", str(number)),
     ]
     answer = [("Answer-State", ch.answer_state)]

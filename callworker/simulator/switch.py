@@ -132,15 +132,13 @@ class Switch:
         top: Sequence[tuple[str, str]] = (),
         bottom: Sequence[tuple[str, str]] = (),
         subclass: str | None = None,
-        state: str | None = None,
         state_number: int | None = None,
     ) -> SimEvent | None:
         """A channel event: extra headers, channel data, caller profile, variables."""
 
         def build() -> list[Block]:
             parts = [Block(list(top))] if top else []
-            parts += channel_blocks(ch, variables=wants_variables(name), state=state,
-                                    state_number=state_number)
+            parts += channel_blocks(ch, variables=wants_variables(name), state_number=state_number)
             if bottom:
                 parts.append(Block(list(bottom)))
             return parts

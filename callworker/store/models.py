@@ -203,7 +203,9 @@ class OutboxMessage(Base):
     """
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_node_id", "node", "id"),)
+    # Ids must never be reused (the relay reads "after id N"): on SQLite that takes
+    # AUTOINCREMENT, or an emptied table would hand out 1 again.
+    __table_args__ = (Index("ix_outbox_node_id", "node", "id"), {"sqlite_autoincrement": True})
 
     # SQLite autoincrements only an INTEGER primary key.
     id: Mapped[int] = mapped_column(

@@ -122,6 +122,7 @@ def upgrade() -> None:
         sa.Column("body", sa.LargeBinary(), nullable=False),
         _ts("created_at", nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_outbox"),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_outbox_node_id", "outbox", ["node", "id"])
 

@@ -274,6 +274,18 @@ class StoreContract:
         delete_outbox(engine, [])
         assert [row["id"] for row in pending_outbox(engine, "n1", 0, 1000)] == ids[100:]
 
+    def test_outbox_ids_are_never_reused_after_the_table_empties(self, engine: Engine) -> None:
+        # The relay reads "rows after id N": a reused id would be skipped.
+        ids = write_batch(engine, Batch(outbox=[outbox_row(n) for n in range(3)]))
+        delete_outbox(engine, ids)
+        later = write_batch(engine, Batch(outbox=[outbox_row(3)]))
+        assert later[0] > max(ids)
+
+    def test_other_nodes_rows_are_not_pending_for_this_node(self, engine: Engine) -> None:
+        write_batch(engine, Batch(outbox=[{**outbox_row(1), "node": "n2"}]))
+        assert pending_outbox(engine, "n1", 0, 10) == []
+        assert len(pending_outbox(engine, "n2", 0, 10)) == 1
+
     def test_list_calls_sorts_bounds_filters_and_pages(self, engine: Engine) -> None:
         rows = [
             call_row(initiated_at=T0 + timedelta(minutes=i), status=("failed", "answered")[i % 2])

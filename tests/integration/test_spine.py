@@ -262,3 +262,23 @@ def test_expired_command_is_not_executed(
     assert probe.reply_for(None, correlation_id=correlation)["error"]["code"] == "COMMAND_EXPIRED"
     assert len(dead_letters(amqp_url)) == 2
     assert not any("originate" in line for line in simulator.received_commands())
+
+
+def test_on_the_sqlite_default_events_arrive_in_seq_order(
+    simulator: Simulator, amqp_url: str, tmp_path: Any, tenant: str, probe: Probe
+) -> None:
+    from tests.integration.conftest import make_settings, start_worker
+
+    worker = start_worker(make_settings(simulator, f"sqlite:///{tmp_path / 'cw.sqlite3'}", amqp_url))
+    try:
+        ids = []
+        for number in ("+15551230200", "+15551230486", "+15551230200"):
+            ids.append(originate(probe, tenant, number)["result"]["call_id"])
+        arrived: list[Received] = []
+        while sum(e["type"] == "call.cdr" for e in arrived) < len(ids):
+            arrived.append(probe.event(lambda e: e.get("call_id") in ids))
+        for call_id in ids:
+            events = [e for e in arrived if e["call_id"] == call_id]
+            assert_well_formed(events, tenant, worker.settings.node_id)
+    finally:
+        worker.stop()

@@ -18,6 +18,7 @@ from callworker.esl.codec import (
 )
 from callworker.simulator.api import ApiRunner
 from callworker.simulator.causes import cause_from_text, q850
+from callworker.simulator.channel import Variables
 from callworker.simulator.dialstring import ORIGINATE_USAGE, UsageError, parse_originate, split_args
 from callworker.simulator.events import SimEvent, encode_value
 from callworker.simulator.originate import originate
@@ -279,3 +280,24 @@ def test_show_channels_with_no_rows() -> None:
     sw = Switch("sim1", "127.0.0.1", Timing(0, 0, 0))
     assert show(sw, "channels as json") == '{"row_count": 0}\n'
     assert show(sw, "channels") == "\n0 total.\n"
+
+
+def test_privacy_and_caller_id_come_from_the_dial_string() -> None:
+    collector, _ = run_call(
+        "{origination_privacy=hide_name:hide_number,origination_caller_id_number=100}"
+        "sofia/gateway/gw/15550000200 &park()"
+    )
+    create = collector.named("CHANNEL_CREATE")
+    assert create.get("Caller-Privacy-Hide-Name") == "true"
+    assert create.get("Caller-Privacy-Hide-Number") == "true"
+    assert create.get("Caller-Caller-ID-Number") == "100"
+
+
+def test_a_variable_set_again_moves_to_the_end() -> None:
+    variables = Variables()
+    variables.update([("a", "1"), ("b", "2")])
+    variables.set("a", "3")
+    assert variables.block().pairs == [("variable_b", "2"), ("variable_a", "3")]
+    assert variables.block().plain == b"variable_b: 2\nvariable_a: 3\n"
+    variables.set("b", "")
+    assert variables.copy() == {"a": "3"}
