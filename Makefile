@@ -24,6 +24,9 @@ run: install
 simulate: install
 	$(BIN)/callworker simulate
 
+bench: install
+	$(BIN)/python bench/run.py
+
 test: install
 	$(BIN)/pytest -q
 

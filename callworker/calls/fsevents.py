@@ -109,7 +109,12 @@ class EventPump:
         self._events = events
         self._journal = journal
         self._greenlet: gevent.Greenlet | None = None
+        self._extra: dict[str, Callable[[Event], None]] = {}
         self.handled = 0
+
+    def on(self, event_name: str, handler: Callable[[Event], None]) -> None:
+        """Route another subscribed event (e.g. CUSTOM) to ``handler``, in stream order."""
+        self._extra[event_name] = handler
 
     def start(self) -> None:
         self._greenlet = gevent.spawn(self._run)
@@ -129,6 +134,10 @@ class EventPump:
 
     def handle(self, event: Event) -> None:
         name = event.name
+        extra = self._extra.get(name)
+        if extra is not None:
+            extra(event)
+            return
         if name == "BACKGROUND_JOB":
             self._background_job(event)
             return

@@ -49,8 +49,10 @@ class Unit:
 
     journal: Journal
     now: datetime
-    batch: Batch = field(default_factory=lambda: Batch([], [], [], [], []))
+    batch: Batch = field(default_factory=Batch)
     touched: dict[str, CallRecord] = field(default_factory=dict)
+    # Run after the batch is committed (e.g. timers that act on what was committed).
+    post_commit: list[Callable[[], None]] = field(default_factory=list)
 
     def call(self, call_id: str) -> CallRecord | None:
         return self.journal.calls.get(call_id)
@@ -82,27 +84,42 @@ class Unit:
             record.ended_at = occurred_at
             record.on_hold = False
         self.emit(record, event_type, occurred_at, call_snapshot(record.row(self.now), now=occurred_at))
+        for observer in self.journal.observers:
+            observer(self, record, event_type)
         return event_type
 
     def emit(self, record: CallRecord, event_type: str, occurred_at: datetime, data: dict) -> None:
         """A contract event for this call: next ``seq``, stored and queued for publishing."""
         record.last_seq += 1
+        self.touched[record.call_id] = record
+        self.emit_for(
+            subject_id=record.call_id, tenant=record.tenant, seq=record.last_seq,
+            event_type=event_type, occurred_at=occurred_at, data=data,
+        )
+
+    def emit_for(
+        self, *, subject_id: str, tenant: str, seq: int, event_type: str,
+        occurred_at: datetime, data: dict,
+    ) -> dict[str, Any]:
+        """Store and queue one contract event of any subject (a call, a flash-call order).
+
+        The caller owns the subject's ``seq`` counter and must persist it in this batch.
+        """
         envelope = make_event(
             event_type=event_type,
-            tenant=record.tenant,
-            node=record.node,
-            subject_id=record.call_id,
-            seq=record.last_seq,
+            tenant=tenant,
+            node=self.journal.node,
+            subject_id=subject_id,
+            seq=seq,
             occurred_at=occurred_at,
             data=data,
         )
-        self.touched[record.call_id] = record
         self.batch.events.append(
             {
                 "event_id": envelope["event_id"],
-                "call_id": record.call_id,
-                "tenant": record.tenant,
-                "seq": record.last_seq,
+                "call_id": subject_id,
+                "tenant": tenant,
+                "seq": seq,
                 "type": event_type,
                 "occurred_at": occurred_at,
                 "body": envelope,
@@ -110,10 +127,11 @@ class Unit:
         )
         self.publish(
             EVENTS_EXCHANGE,
-            event_routing_key(record.tenant, event_type, record.call_id),
+            event_routing_key(tenant, event_type, subject_id),
             encode_json(envelope),
             message_id=envelope["event_id"],
         )
+        return envelope
 
     def publish(
         self,
@@ -192,6 +210,8 @@ class Journal:
         self._queue: Queue[_Pending[Any]] = Queue(maxsize=queue_size)
         self._greenlet: gevent.Greenlet | None = None
         self.calls: dict[str, CallRecord] = {}
+        # Called inside the batch after every call event: (unit, call, event type).
+        self.observers: list[Callable[[Unit, CallRecord, str], None]] = []
         self.healthy = True
         self.batches = 0
 
@@ -257,6 +277,7 @@ class Journal:
             ids = self._commit(unit)
         except IntegrityError:
             log.exception("batch refused by the database; reloading the calls it touched")
+            unit.post_commit.clear()
             self._forget(unit)
             error = StoreUnavailable("the database refused the batch")
             outcomes = [(False, error)] * len(pending)
@@ -285,6 +306,11 @@ class Journal:
                 delay = min(delay * 2, 5.0)
 
     def _after_commit(self, unit: Unit, ids: list[int]) -> None:
+        for action in unit.post_commit:
+            try:
+                action()
+            except Exception:
+                log.exception("post-commit action failed")
         for call_id, record in unit.touched.items():
             if record.status in TERMINAL:
                 self.calls.pop(call_id, None)
@@ -311,6 +337,3 @@ class Journal:
         except StoreUnavailable:
             log.warning("could not reload live calls")
 
-
-def is_live(status: Status) -> bool:
-    return status not in TERMINAL
