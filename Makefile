@@ -30,6 +30,9 @@ bench: install
 test: install
 	$(BIN)/pytest -q
 
+test-faults: install
+	$(BIN)/pytest -q tests/faults
+
 test-unit: install
 	$(BIN)/pytest -q tests/unit
 

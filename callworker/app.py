@@ -72,8 +72,9 @@ class Worker:
         self.intake = Intake(
             bus=self.bus, engine=self.engine, service=self.calls,
             freeswitch_ready=self.esl.wait_connected, max_age_s=settings.command_max_age_s,
-            workers=settings.command_workers,
+            workers=settings.command_workers, owner_of=self._owner_of,
         )
+        self._owners = [self.calls.owner_of]
         self.http = HttpServer(
             settings.http_host, settings.http_port, health=self.health, registry=self.registry
         )
@@ -113,6 +114,13 @@ class Worker:
         log.info("worker %s stopped", self.settings.node_id)
 
     # ------------------------------------------------------------ callbacks
+
+    def _owner_of(self, command: Any) -> str | None:
+        for owner_of in self._owners:
+            owner = owner_of(command)
+            if owner is not None:
+                return owner
+        return None
 
     def _on_delivery(self, delivery: Any) -> None:
         self.intake.on_delivery(delivery)

@@ -11,6 +11,7 @@ or they expire; a database outage makes them wait the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from gevent.event import Event as Flag
 from gevent.queue import Queue
 
 from callworker.bus.client import AmqpClient, Delivery
-from callworker.bus.topology import DLX_EXCHANGE
+from callworker.bus.topology import DLX_EXCHANGE, NODE_QUEUE_PREFIX, node_queue
 from callworker.calls.service import CallService, Delivered
 from callworker.contract import (
     Command,
@@ -48,8 +49,11 @@ __all__ = ["Intake", "ROUTING_KEY_HEADER"]
 
 log = logging.getLogger("callworker.intake")
 
-# A command forwarded to a node's own queue keeps its original routing key here.
+# A command forwarded to the node that holds its call keeps what the default
+# exchange would lose: its routing key, reply_to and publish time.
 ROUTING_KEY_HEADER = "x-callworker-routing-key"
+REPLY_TO_HEADER = "x-callworker-reply-to"
+PUBLISHED_AT_HEADER = "x-callworker-published-at"
 ERROR_HEADER = "x-callworker-error"
 PUBLISH_TIMEOUT_S = 10.0
 
@@ -65,6 +69,7 @@ class Intake:
         max_age_s: float,
         workers: int,
         extra_handlers: dict[str, Callable[[Any, Delivered], dict[str, Any]]] | None = None,
+        owner_of: Callable[[Command], str | None] | None = None,
     ) -> None:
         self._bus = bus
         self._engine = engine
@@ -73,6 +78,8 @@ class Intake:
         self._max_age_s = max_age_s
         self._workers = workers
         self._extra = dict(extra_handlers or {})
+        # Which other node must execute a command (None: this one).
+        self._owner_of = owner_of or (lambda command: None)
         self._queue: Queue[Delivery] = Queue()
         self._pool: list[gevent.Greenlet] = []
         self._inflight: dict[tuple[str, str], Flag] = {}
@@ -114,9 +121,13 @@ class Intake:
 
     # ------------------------------------------------------------ the unit
 
+    def add_handlers(self, handlers: dict[str, Callable[[Any, Delivered], dict[str, Any]]]) -> None:
+        self._extra.update(handlers)
+
     def handle(self, delivery: Delivery) -> None:
         received_at = utcnow()
-        routing_key = str(delivery.headers.get(ROUTING_KEY_HEADER) or delivery.routing_key)
+        delivery = _unforwarded(delivery)
+        routing_key = delivery.routing_key
         try:
             command = decode_command(routing_key, delivery.body)
         except ContractError as error:
@@ -156,6 +167,10 @@ class Intake:
             self._replay(command, to, stored)
             self._bus.ack(delivery)
             return True
+        owner = None if _from_node_queue(delivery) else self._owner_of(command)
+        if owner is not None:
+            self._forward(delivery, owner)
+            return True
         if self._service.needs_freeswitch(command.type) and not self._freeswitch_ready(0):
             raise FreeSwitchUnavailable("FreeSWITCH is not connected")
         flag = self._inflight[key] = Flag()
@@ -179,6 +194,26 @@ class Intake:
             flag.set()
         self._bus.ack(delivery)
         return True
+
+    def _forward(self, delivery: Delivery, owner: str) -> None:
+        """Hand the command to the node that holds its call (its own durable queue).
+
+        Only the owner can act on its FreeSWITCH and only it publishes the call's
+        events; the owner answers the reply_to itself.
+        """
+        headers = dict(delivery.headers)
+        headers[ROUTING_KEY_HEADER] = delivery.routing_key
+        if delivery.reply_to:
+            headers[REPLY_TO_HEADER] = delivery.reply_to
+        if delivery.timestamp:
+            headers[PUBLISHED_AT_HEADER] = delivery.timestamp
+        self._bus.publish_and_wait(
+            "", node_queue(owner), delivery.body, timeout=PUBLISH_TIMEOUT_S, headers=headers,
+            message_id=delivery.message_id, correlation_id=delivery.correlation_id,
+            content_type=delivery.content_type or "application/json",
+        )
+        log.info("command forwarded to node %s", owner)
+        self._bus.ack(delivery)
 
     def _execute(self, command: Command, to: Delivered) -> dict[str, Any]:
         handler = self._extra.get(command.type)
@@ -235,6 +270,30 @@ class Intake:
             return
         log.warning("command refused: %s", error)
         self._bus.ack(delivery)
+
+
+def _from_node_queue(delivery: Delivery) -> bool:
+    return delivery.queue.startswith(NODE_QUEUE_PREFIX)
+
+
+def _unforwarded(delivery: Delivery) -> Delivery:
+    """A forwarded delivery as it was first published (routing key, reply_to, time)."""
+    headers = delivery.headers
+    if ROUTING_KEY_HEADER not in headers:
+        return delivery
+    stamp = headers.get(PUBLISHED_AT_HEADER)
+    return dataclasses.replace(
+        delivery,
+        routing_key=str(headers[ROUTING_KEY_HEADER]),
+        reply_to=delivery.reply_to or _text(headers.get(REPLY_TO_HEADER)),
+        timestamp=delivery.timestamp or (int(stamp) if isinstance(stamp, int) else None),
+    )
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value) if value is not None else None
 
 
 def _dead_letter_key(routing_key: str) -> str:

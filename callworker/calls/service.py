@@ -89,6 +89,18 @@ class CallService:
     def needs_freeswitch(self, command_type: str) -> bool:
         return command_type in ("originate", "hangup", "hold", "mute")
 
+    def owner_of(self, command: Command) -> str | None:
+        """The other node that holds this command's live call, if any (it must act on it)."""
+        if command.type not in ("hangup", "hold", "mute"):
+            return None
+        call_id = getattr(command, "call_id", None)
+        if call_id is None or self._journal.knows(call_id):
+            return None
+        row = get_call(self._engine, command.tenant, call_id)
+        if row is None or Status(row["status"]) in TERMINAL or row["node"] == self._node:
+            return None
+        return str(row["node"])
+
     def execute(self, command: Command, to: Delivered) -> dict[str, Any]:
         try:
             return self._handlers[command.type](command, to)
