@@ -63,6 +63,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     password = args.password if args.password is not None else settings.esl_password.get_secret_value()
     simulator = Simulator(
         args.host, args.port, password, ring_delay=args.ring_delay, answer_delay=args.answer_delay,
+        far_end_hangup_after=args.far_end_hangup_after,
     )
     simulator.start()
     host, port = simulator.address
@@ -90,6 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--password", default=None, help="default: CALLWORKER_ESL_PASSWORD or ClueCon")
     simulate.add_argument("--ring-delay", type=float, default=0.2)
     simulate.add_argument("--answer-delay", type=float, default=0.6)
+    simulate.add_argument(
+        "--far-end-hangup-after", type=float, default=2.0,
+        help="seconds before the far end hangs up a call to a number ending in 0200",
+    )
     simulate.set_defaults(func=cmd_simulate)
     demo = sub.add_parser("demo", help="simulator and worker together, placing a few calls")
     demo.add_argument("--hangup-after", type=float, default=1.0, help="seconds an answered call stays up")
