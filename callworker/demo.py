@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 import gevent
+from pydantic import SecretStr
 
 from callworker.app import Worker
 from callworker.bus.probe import Probe, Received
@@ -98,7 +99,7 @@ def run_demo(*, hangup_after: float = 1.0) -> int:
     simulator.start()
     host, port = simulator.address
     settings = Settings(
-        esl_host=host, esl_port=port, esl_password="ClueCon", node_id="demo",
+        esl_host=host, esl_port=port, esl_password=SecretStr("ClueCon"), node_id="demo",
         http_port=int(os.environ.get("CALLWORKER_HTTP_PORT", "0")),
     )
     worker = Worker(settings)
