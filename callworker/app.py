@@ -19,6 +19,8 @@ from prometheus_client import CollectorRegistry, Gauge
 from callworker.bus.client import AmqpClient
 from callworker.bus.relay import OutboxItem, OutboxRelay
 from callworker.calls.fsevents import SUBSCRIBED_EVENTS, EventPump
+from callworker.calls.hooks import Hooks, hook_subscription
+from callworker.calls.inbound import InboundCalls
 from callworker.calls.intake import Intake
 from callworker.calls.journal import Journal
 from callworker.calls.reconcile import reconcile
@@ -26,7 +28,9 @@ from callworker.calls.service import CallService
 from callworker.config import Settings, mask_url
 from callworker.esl.codec import Event
 from callworker.esl.connection import EslConnection
+from callworker.esl.outbound import OutboundServer
 from callworker.errors import StoreUnavailable
+from callworker.flashcall import FlashcallService
 from callworker.http import HttpServer
 from callworker.store import delete_outbox, make_engine, migrate, pending_outbox, ping
 
@@ -57,22 +61,43 @@ class Worker:
             self.engine, node=settings.node_id, notify=self.relay.notify,
             batch_max=settings.write_batch_max,
         )
+        # ALL, narrowed by filters to the events used plus dialplan hooks (callworker::*).
+        events, filters = hook_subscription(SUBSCRIBED_EVENTS)
         self.esl = EslConnection(
             settings.esl_host, settings.esl_port, settings.esl_password.get_secret_value(),
-            events=SUBSCRIBED_EVENTS, event_format=settings.esl_event_format,
+            events=events, filters=filters, event_format=settings.esl_event_format,
             event_queue=self.esl_events, send_timeout=settings.esl_send_timeout_s,
             connect_timeout=settings.esl_connect_timeout_s,
             on_connected=self._on_freeswitch_up, on_disconnected=self._on_freeswitch_down,
         )
         self.pump = EventPump(self.esl_events, self.journal)
+        self.hooks = Hooks(self.journal)
+        self.pump.on("CUSTOM", self.hooks.handle)
+        self.inbound = InboundCalls(
+            journal=self.journal, node=settings.node_id, engine=self.engine, port=self.esl,
+            settle_after_s=settings.inbound_settle_after_s,
+        )
+        self.socket_server = OutboundServer(
+            settings.socket_host, settings.socket_port,
+            on_session=self.inbound.on_session, on_session_end=self.inbound.on_session_end,
+        )
         self.calls = CallService(
             journal=self.journal, port=self.esl, engine=self.engine, node=settings.node_id,
             gateways=settings.gateways, default_gateway=settings.default_gateway,
         )
+        self.flashcalls = FlashcallService(
+            journal=self.journal, port=self.esl, engine=self.engine, bus=self.bus, settings=settings,
+        )
+        self.journal.observers.append(self.flashcalls.on_call_event)
+        self.journal.reloaders.append(self.flashcalls.load)
         self.intake = Intake(
             bus=self.bus, engine=self.engine, service=self.calls,
             freeswitch_ready=self.esl.wait_connected, max_age_s=settings.command_max_age_s,
             workers=settings.command_workers, owner_of=self._owner_of,
+            extra_handlers={
+                "flashcall.create": self.flashcalls.create,
+                "flashcall.verify": self.flashcalls.verify,
+            },
         )
         self._owners = [self.calls.owner_of]
         self.http = HttpServer(
@@ -84,7 +109,9 @@ class Worker:
 
     def start(self) -> None:
         self.journal.load()
+        self.flashcalls.load()
         self.journal.start()
+        self.flashcalls.start()
         self.relay.start()
         self.pump.start()
         self.intake.start()
@@ -92,18 +119,23 @@ class Worker:
         self.bus.pause_consuming()
         self.bus.start()
         self.esl.start()
+        self.socket_server.start()
         self.http.start()
         log.info(
-            "worker %s started: FreeSWITCH %s:%s, RabbitMQ %s, HTTP :%s",
+            "worker %s started: FreeSWITCH %s:%s, RabbitMQ %s, HTTP :%s, dialplan socket :%s",
             self.settings.node_id, self.settings.esl_host, self.settings.esl_port,
-            mask_url(self.settings.amqp_url_value), self.http.port,
+            mask_url(self.settings.amqp_url_value), self.http.port, self.socket_server.address[1],
         )
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop taking commands, finish those in hand, flush the outbox, close."""
         self.bus.pause_consuming()
+        # Closing the sockets ends the inbound calls; their hangups are still journalled.
+        self.socket_server.stop()
         self.intake.drain(timeout / 2)
         self.intake.stop()
+        self.flashcalls.stop()
+        self.inbound.stop()
         self.pump.stop()
         self.journal.stop(timeout / 4)
         self.relay.stop(timeout / 4)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from typing import Annotated
 
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -24,6 +25,9 @@ def mask_url(url: str) -> str:
         host = f"{host}:{parts.port}"
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+_CID_PREFIX_RE = re.compile(r"\A\+?[0-9]{1,14}\Z")
 
 
 def _default_database_url() -> str:
@@ -44,6 +48,9 @@ class Settings(BaseSettings):
     http_port: int = 8080
     socket_port: int = 8084
     socket_host: str = "0.0.0.0"
+    # After a caller hangs up during the hand-over, how long to wait before asking
+    # FreeSWITCH whether the channel still exists.
+    inbound_settle_after_s: float = 10.0
     http_host: str = "0.0.0.0"
 
     # Commands
@@ -64,11 +71,61 @@ class Settings(BaseSettings):
     write_batch_max: int = 500
     publish_window: int = 1000
 
-    @field_validator("gateways", mode="before")
+    # Flash calls: the caller ID is a prefix from the pool followed by the code.
+    flashcall_code_length: int = Field(default=4, ge=3, le=12)
+    flashcall_cid_prefixes: Annotated[tuple[str, ...], NoDecode] = ("7487260",)
+    # The default is for development only; a warning is logged at start while it is used.
+    flashcall_hmac_key: SecretStr = SecretStr("callworker-development-flashcall-key")
+    flashcall_ttl_s: float = Field(default=300.0, gt=0)
+    flashcall_max_attempts: int = Field(default=3, ge=1)
+    flashcall_ring_ms: int = Field(default=2000, ge=0)
+    flashcall_ring_timeout_s: int = Field(default=15, ge=5, le=120)
+    flashcall_resend_cooldown_s: float = Field(default=30.0, ge=0)
+    flashcall_window_s: float = Field(default=3600.0, gt=0)
+    # Orders per phone (and per tenant) inside the window; 0 means no cap.
+    flashcall_max_per_phone_per_window: int = Field(default=5, ge=0)
+    flashcall_max_per_tenant_per_window: int = Field(default=10000, ge=0)
+    # Regular expressions a destination's digits (without '+') must match in full;
+    # space-separated in the environment (a regex may hold commas).
+    flashcall_allowed_destinations: Annotated[tuple[str, ...], NoDecode] = ("[0-9]{10,15}",)
+    flashcall_gateway: str | None = None  # None: default_gateway
+
+    @field_validator("gateways", "flashcall_cid_prefixes", mode="before")
     @classmethod
     def _split_gateways(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("flashcall_allowed_destinations", mode="before")
+    @classmethod
+    def _split_patterns(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(value.split())
+        return value
+
+    @field_validator("flashcall_allowed_destinations")
+    @classmethod
+    def _check_patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error:
+                raise ValueError("flashcall_allowed_destinations holds an invalid regex") from None
+        return value
+
+    @field_validator("flashcall_cid_prefixes")
+    @classmethod
+    def _check_prefixes(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        # The whole caller ID (prefix + code) must still be a valid number: up to 15 digits.
+        code_length = info.data.get("flashcall_code_length", 4)
+        if not value:
+            raise ValueError("flashcall_cid_prefixes needs at least one prefix")
+        for prefix in value:
+            if _CID_PREFIX_RE.match(prefix) is None:
+                raise ValueError("a flash-call caller ID prefix is an optional '+' then digits")
+            if len(prefix.lstrip("+")) + code_length > 15:
+                raise ValueError("flash-call prefix plus code must be at most 15 digits")
         return value
 
     @field_validator("esl_event_format")

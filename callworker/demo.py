@@ -101,6 +101,7 @@ def run_demo(*, hangup_after: float = 1.0) -> int:
     settings = Settings(
         esl_host=host, esl_port=port, esl_password=SecretStr("ClueCon"), node_id="demo",
         http_port=int(os.environ.get("CALLWORKER_HTTP_PORT", "0")),
+        socket_port=int(os.environ.get("CALLWORKER_SOCKET_PORT", "0")),
     )
     worker = Worker(settings)
     worker.start()

@@ -14,6 +14,7 @@ __all__ = [
     "BrokerUnavailable",
     "PublishFailed",
     "StoreUnavailable",
+    "HeldElsewhere",
 ]
 
 
@@ -59,3 +60,11 @@ class PublishFailed(CallworkerError):
 
 class StoreUnavailable(CallworkerError):
     """The database could not be reached or refused the transaction."""
+
+
+class HeldElsewhere(CallworkerError):
+    """What the command acts on is held by another node; only that node may execute it."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__(f"held by node {node}")
+        self.node = node

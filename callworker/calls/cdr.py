@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from callworker.calls.clean import clean_name, clean_number, clean_token
 from callworker.calls.record import CallRecord
 from callworker.esl.codec import Event
 
@@ -54,22 +55,22 @@ def cdr_fields(event: Event) -> dict[str, Any]:
     """What CHANNEL_HANGUP_COMPLETE says about the leg (read outside the journal)."""
     cause = event.get("variable_hangup_cause") or event.get("Hangup-Cause")
     return {
-        "caller_id_name": event.get("Caller-Caller-ID-Name"),
-        "caller_id_number": event.get("Caller-Caller-ID-Number"),
-        "destination_number": event.get("Caller-Destination-Number"),
+        "caller_id_name": clean_name(event.get("Caller-Caller-ID-Name")),
+        "caller_id_number": clean_number(event.get("Caller-Caller-ID-Number")),
+        "destination_number": clean_number(event.get("Caller-Destination-Number")),
         "start_stamp": epoch_us(event.get("variable_start_uepoch")),
         "answer_stamp": epoch_us(event.get("variable_answer_uepoch")),
         "end_stamp": epoch_us(event.get("variable_end_uepoch")),
         "duration": _int(event.get("variable_duration")),
         "billsec": _int(event.get("variable_billsec")),
         "billmsec": _int(event.get("variable_billmsec")),
-        "hangup_cause": cause,
+        "hangup_cause": clean_token(cause),
         "hangup_cause_q850": _int(event.get("variable_hangup_cause_q850")),
-        "sip_hangup_disposition": event.get("variable_sip_hangup_disposition"),
+        "sip_hangup_disposition": clean_token(event.get("variable_sip_hangup_disposition")),
         "pdd_ms": _pdd_ms(event),
         "rtp_audio_in_mos": _float(event.get("variable_rtp_audio_in_mos")),
-        "read_codec": event.get("variable_read_codec"),
-        "write_codec": event.get("variable_write_codec"),
+        "read_codec": clean_token(event.get("variable_read_codec")),
+        "write_codec": clean_token(event.get("variable_write_codec")),
     }
 
 
@@ -109,6 +110,11 @@ def cdr_row(record: CallRecord, fields: dict[str, Any], *, now: datetime, recons
         reconstructed=reconstructed,
         created_at=now,
     )
+    if record.flashcall_order_id is not None:
+        # FreeSWITCH's caller ID of a flash call carries the code: keep the worker's
+        # masked one instead.
+        row["caller_id_number"] = record.caller_id_number
+        row["caller_id_name"] = record.caller_id_name
     for name in ("caller_id_number", "caller_id_name", "destination_number"):
         if row.get(name) is None:
             row[name] = getattr(record, name)

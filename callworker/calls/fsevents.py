@@ -16,6 +16,7 @@ import gevent
 from gevent.queue import Queue
 
 from callworker.calls.cdr import cdr_fields, cdr_row, epoch_us, synthetic_cdr_fields
+from callworker.calls.clean import clean_token
 from callworker.calls.journal import Journal, Unit
 from callworker.calls.record import CallRecord
 from callworker.calls.states import FS_EVENT_SIGNALS, TERMINAL, Signal, end_signal
@@ -149,7 +150,7 @@ class EventPump:
         if name == "CHANNEL_CREATE":
             self._journal.submit(_created_op(call_id))
         elif name == "CHANNEL_HANGUP_COMPLETE":
-            cause = event.get("variable_hangup_cause") or event.get("Hangup-Cause")
+            cause = clean_token(event.get("variable_hangup_cause") or event.get("Hangup-Cause"))
             self._journal.submit(_hangup_op(call_id, cause, _occurred_at(event), cdr_fields(event)))
         elif (signal := FS_EVENT_SIGNALS.get(name)) is not None:
             self._journal.submit(_signal_op(call_id, signal, _occurred_at(event)))
@@ -161,6 +162,7 @@ class EventPump:
         if not self._journal.knows(call_id) or not body.startswith("-ERR"):
             return
         assert call_id is not None
-        cause = body[4:].strip().split()[0] if body[4:].strip() else "NORMAL_TEMPORARY_FAILURE"
+        words = body[4:].split()
+        cause = clean_token(words[0] if words else None) or "NORMAL_TEMPORARY_FAILURE"
         self.handled += 1
         self._journal.submit(_job_failed_op(call_id, cause, _occurred_at(event)))

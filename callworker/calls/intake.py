@@ -21,11 +21,13 @@ from typing import Any
 import gevent
 from gevent.event import Event as Flag
 from gevent.queue import Queue
+from sqlalchemy.engine import Engine
 
 from callworker.bus.client import AmqpClient, Delivery
 from callworker.bus.topology import DLX_EXCHANGE, NODE_QUEUE_PREFIX, node_queue
 from callworker.calls.service import CallService, Delivered
 from callworker.contract import (
+    TENANT_RE,
     Command,
     ContractError,
     ErrorCode,
@@ -39,11 +41,11 @@ from callworker.contract import (
 from callworker.errors import (
     BrokerUnavailable,
     FreeSwitchUnavailable,
+    HeldElsewhere,
     PublishFailed,
     StoreUnavailable,
 )
 from callworker.store import get_command
-from sqlalchemy.engine import Engine
 
 __all__ = ["Intake", "ROUTING_KEY_HEADER"]
 
@@ -128,6 +130,16 @@ class Intake:
         received_at = utcnow()
         delivery = _unforwarded(delivery)
         routing_key = delivery.routing_key
+        if delivery.reply_to and not _reply_to_allowed(delivery.reply_to, routing_key):
+            # Answering there would drop messages into a queue of somebody else's.
+            error = ContractError(
+                ErrorCode.VALIDATION_ERROR,
+                "reply_to must be a server-named queue (amq.gen-…), direct reply-to, "
+                "or a queue named after the tenant (<tenant>.…)",
+                details={"field": "reply_to"},
+            )
+            self._refuse(dataclasses.replace(delivery, reply_to=None), routing_key, error)
+            return
         try:
             command = decode_command(routing_key, delivery.body)
         except ContractError as error:
@@ -176,6 +188,11 @@ class Intake:
         flag = self._inflight[key] = Flag()
         try:
             self._execute(command, to)
+        except HeldElsewhere as moved:
+            if _from_node_queue(delivery):
+                raise  # owners disagree: never bounce between nodes
+            self._forward(delivery, moved.node)
+            return True
         except ContractError as error:
             self._refuse(delivery, routing_key, error)
             return True
@@ -227,9 +244,7 @@ class Intake:
         return self._service.execute(command, to)
 
     def _expired(self, command: Command, delivery: Delivery, received_at: datetime) -> bool:
-        published = (
-            datetime.fromtimestamp(delivery.timestamp, tz=UTC) if delivery.timestamp else None
-        )
+        published = _published_at(delivery.timestamp)
         return is_expired(
             command, now=utcnow(), published_at=published, received_at=received_at,
             max_age_s=self._max_age_s,
@@ -254,7 +269,7 @@ class Intake:
             if dead_letter if dead_letter is not None else error.dead_letter:
                 headers = dict(delivery.headers)
                 headers[ERROR_HEADER] = str(error)
-                headers.setdefault(ROUTING_KEY_HEADER, routing_key)
+                headers[ROUTING_KEY_HEADER] = routing_key  # the true one, not a publisher's
                 self._bus.publish_and_wait(
                     DLX_EXCHANGE, _dead_letter_key(routing_key), delivery.body,
                     timeout=PUBLISH_TIMEOUT_S, headers=headers, message_id=delivery.message_id,
@@ -272,6 +287,23 @@ class Intake:
         self._bus.ack(delivery)
 
 
+def _published_at(timestamp: int | None) -> datetime | None:
+    """The AMQP timestamp as a time; None when absent or past what a datetime holds."""
+    if not timestamp:
+        return None
+    try:
+        return datetime.fromtimestamp(timestamp, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None  # the publisher's clock says nothing usable: age counts from receipt
+
+
+def _reply_to_allowed(reply_to: str, routing_key: str) -> bool:
+    tenant = routing_key.split(".", 1)[0]
+    return reply_to.startswith(("amq.gen-", "amq.rabbitmq.reply-to")) or (
+        TENANT_RE.match(tenant) is not None and reply_to.startswith(f"{tenant}.")
+    )
+
+
 def _from_node_queue(delivery: Delivery) -> bool:
     return delivery.queue.startswith(NODE_QUEUE_PREFIX)
 
@@ -279,7 +311,9 @@ def _from_node_queue(delivery: Delivery) -> bool:
 def _unforwarded(delivery: Delivery) -> Delivery:
     """A forwarded delivery as it was first published (routing key, reply_to, time)."""
     headers = delivery.headers
-    if ROUTING_KEY_HEADER not in headers:
+    # Only a worker forwards (to a node queue); on the shared queue these headers are
+    # the publisher's own and would let it name another tenant.
+    if not _from_node_queue(delivery) or ROUTING_KEY_HEADER not in headers:
         return delivery
     stamp = headers.get(PUBLISHED_AT_HEADER)
     return dataclasses.replace(

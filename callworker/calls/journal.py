@@ -27,12 +27,12 @@ import gevent
 from gevent.event import AsyncResult
 from gevent.queue import Empty, Queue
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
 from callworker.bus.relay import OutboxItem
 from callworker.bus.topology import EVENTS_EXCHANGE
 from callworker.calls.record import CallRecord
-from callworker.calls.states import TERMINAL, Signal, Status, transition
+from callworker.calls.states import TERMINAL, Signal, transition
 from callworker.contract import call_snapshot, encode_json, event_routing_key, make_event, utcnow
 from callworker.errors import StoreUnavailable
 from callworker.store import Batch, live_calls, write_batch
@@ -212,6 +212,8 @@ class Journal:
         self.calls: dict[str, CallRecord] = {}
         # Called inside the batch after every call event: (unit, call, event type).
         self.observers: list[Callable[[Unit, CallRecord, str], None]] = []
+        # Called when memory must be rebuilt from the database (after a refused batch).
+        self.reloaders: list[Callable[[], None]] = []
         self.healthy = True
         self.batches = 0
 
@@ -262,7 +264,13 @@ class Journal:
                     pending.append(self._queue.get_nowait())
                 except Empty:
                     break
-            self._process(pending)
+            try:
+                self._process(pending)
+            except Exception as exc:  # never let the one writer die
+                log.exception("journal batch failed")
+                for item in pending:
+                    if item.result is not None and not item.result.ready():
+                        item.result.set_exception(exc)
 
     def _process(self, pending: list[_Pending[Any]]) -> None:
         unit = Unit(self, utcnow())
@@ -275,7 +283,8 @@ class Journal:
                 outcomes.append((False, exc))
         try:
             ids = self._commit(unit)
-        except IntegrityError:
+        except (IntegrityError, DataError, StatementError):
+            # Retrying cannot help a batch the database refuses; the journal must live on.
             log.exception("batch refused by the database; reloading the calls it touched")
             unit.post_commit.clear()
             self._forget(unit)
@@ -334,6 +343,8 @@ class Journal:
             self.calls.pop(call_id, None)
         try:
             self.load()
+            for reload in self.reloaders:
+                reload()
         except StoreUnavailable:
             log.warning("could not reload live calls")
 

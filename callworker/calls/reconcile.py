@@ -1,66 +1,130 @@
-"""Reconciliation: after a (re)connect, settle live calls that FreeSWITCH no longer has.
+"""Reconciliation: after a (re)connect, bring the live calls in line with what FreeSWITCH has.
 
-Events that FreeSWITCH sent while the worker was away are gone. A call the
-worker still holds as live but FreeSWITCH does not know has ended meanwhile:
-it gets its terminal event and a CDR marked as reconstructed, so every call
-still ends exactly once.
+Events that FreeSWITCH sent while the worker was away (ESL connection down,
+process restarting) are gone; ``show channels as json`` tells what is left.
+
+- A call the worker holds as live that FreeSWITCH no longer has ended meanwhile:
+  it gets its terminal event and a CDR marked as reconstructed, so every call
+  still ends exactly once.
+- A call FreeSWITCH still has may have progressed meanwhile: its ``callstate``
+  says whether it rang (RINGING, EARLY) or was answered (ACTIVE, HELD, UNHELD).
+  The missed ``call.ringing``/``call.answered`` are emitted then, so the call ends
+  as it really did (``completed``, not ``failed``). Their time is the time the
+  worker learnt of them: the channel list carries no answer time. Hold is not
+  brought up to date: it goes both ways, and a CHANNEL_HOLD still in flight
+  could be overtaken by a stale list.
+- Channels of calls this node does not hold are left alone: this node's own
+  calls always have their row before they are dialled (and are taken back into
+  memory at start), so such a channel belongs to someone else.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Container
+from dataclasses import dataclass
 
 from callworker.calls.cdr import synthetic_cdr_fields
 from callworker.calls.fsevents import end_call
 from callworker.calls.journal import Journal, Unit
-from callworker.calls.states import ANSWERED_STATUSES, TERMINAL
+from callworker.calls.record import CallRecord
+from callworker.calls.states import ANSWERED_STATUSES, TERMINAL, Signal
 from callworker.contract import utcnow
 from callworker.esl import builders
 from callworker.esl.port import FreeSwitchPort
 
-__all__ = ["reconcile"]
+__all__ = ["reconcile", "live_channels", "missed_signals", "Outcome"]
 
 log = logging.getLogger("callworker.reconcile")
 
+# FreeSWITCH channel call states (switch_channel_callstate_t) that say how far a call got.
+_RANG = frozenset({"RINGING", "EARLY", "RING_WAIT"})
+_ANSWERED = frozenset({"ACTIVE", "HELD", "UNHELD"})
 
-def live_channels(port: FreeSwitchPort) -> set[str]:
-    """UUIDs of the channels FreeSWITCH has now (``show channels as json``)."""
+
+@dataclass
+class Outcome:
+    """What one reconciliation did."""
+
+    ended: int = 0
+    progressed: int = 0
+
+
+def live_channels(port: FreeSwitchPort) -> dict[str, str]:
+    """The channels FreeSWITCH has now: UUID -> call state (``show channels as json``)."""
     text = port.api(builders.show_channels_json()).strip()
     data = json.loads(text) if text.startswith("{") else {}
-    return {row.get("uuid", "") for row in data.get("rows", [])}
+    return {
+        str(row["uuid"]): str(row.get("callstate") or "").upper()
+        for row in data.get("rows", [])
+        if row.get("uuid")
+    }
 
 
-def reconcile(journal: Journal, port: FreeSwitchPort) -> int:
-    """End the calls FreeSWITCH does not have; returns how many were ended.
+def missed_signals(callstate: str) -> list[Signal]:
+    """The signals a channel in ``callstate`` has been through (ringing before answer).
 
-    Only calls opened before this check started are considered: a call opened
-    a moment ago may not have its channel yet.
+    The state table ignores those the call already had, so applying them to a
+    call that did see the events changes nothing.
+    """
+    if callstate in _ANSWERED:
+        return [Signal.RINGING, Signal.ANSWERED]
+    if callstate in _RANG:
+        return [Signal.RINGING]
+    return []
+
+
+def reconcile(journal: Journal, port: FreeSwitchPort, *, in_flight: Container[str] = ()) -> int:
+    """Settle and update the live calls; returns how many were ended.
+
+    Only calls opened before this check started are considered, and none in
+    ``in_flight`` (originates not yet handed to FreeSWITCH, e.g. waiting to be
+    sent again on this new connection): such a call may not have its channel yet.
     """
     started = utcnow()
-    before = [c.call_id for c in journal.calls.values() if c.initiated_at < started]
+    before = [
+        c.call_id for c in journal.calls.values()
+        if c.initiated_at < started and c.call_id not in in_flight
+    ]
     if not before:
         return 0
     channels = live_channels(port)
-    gone = [call_id for call_id in before if call_id not in channels]
-    if not gone:
-        return 0
+    outcome: Outcome = journal.run(lambda unit: _settle(unit, before, channels))
+    if outcome.ended or outcome.progressed:
+        log.warning(
+            "reconciled with FreeSWITCH: %d call(s) ended while the worker was away, "
+            "%d brought up to date", outcome.ended, outcome.progressed,
+        )
+    return outcome.ended
 
-    def op(unit: Unit) -> int:
-        ended = 0
-        for call_id in gone:
-            record = unit.call(call_id)
-            if record is None or record.status in TERMINAL:
-                continue
-            answered = record.status in ANSWERED_STATUSES
-            cause = "NORMAL_CLEARING" if answered else "NORMAL_TEMPORARY_FAILURE"
-            cdr = synthetic_cdr_fields(record, cause, unit.now)
-            if answered and record.answered_at is not None:
-                cdr["answer_stamp"] = record.answered_at
-            end_call(unit, record, cause=cause, occurred_at=unit.now, cdr=cdr, reconstructed=True)
-            ended += 1
-        return ended
 
-    ended = journal.run(op)
-    log.warning("reconciled %d call(s) that ended while the worker was away", ended)
-    return int(ended)
+def _settle(unit: Unit, call_ids: list[str], channels: dict[str, str]) -> Outcome:
+    """The journal operation: end the calls that are gone, catch up on the others."""
+    outcome = Outcome()
+    for call_id in call_ids:
+        record = unit.call(call_id)
+        if record is None or record.status in TERMINAL:
+            continue
+        if call_id in channels:
+            record.channel_seen = True
+            if _catch_up(unit, record, channels[call_id]):
+                outcome.progressed += 1
+        else:
+            _end_gone(unit, record)
+            outcome.ended += 1
+    return outcome
+
+
+def _catch_up(unit: Unit, record: CallRecord, callstate: str) -> bool:
+    emitted = [unit.signal(record, signal, unit.now) for signal in missed_signals(callstate)]
+    return any(event is not None for event in emitted)
+
+
+def _end_gone(unit: Unit, record: CallRecord) -> None:
+    answered = record.status in ANSWERED_STATUSES
+    cause = "NORMAL_CLEARING" if answered else "NORMAL_TEMPORARY_FAILURE"
+    cdr = synthetic_cdr_fields(record, cause, unit.now)
+    if answered and record.answered_at is not None:
+        cdr["answer_stamp"] = record.answered_at
+    end_call(unit, record, cause=cause, occurred_at=unit.now, cdr=cdr, reconstructed=True)

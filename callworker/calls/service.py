@@ -87,7 +87,7 @@ class CallService:
         return command_type in self._handlers
 
     def needs_freeswitch(self, command_type: str) -> bool:
-        return command_type in ("originate", "hangup", "hold", "mute")
+        return command_type in ("originate", "hangup", "hold", "mute", "flashcall.create")
 
     def owner_of(self, command: Command) -> str | None:
         """The other node that holds this command's live call, if any (it must act on it)."""

@@ -29,6 +29,11 @@ _GATEWAY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _CAUSE = re.compile(r"[A-Z][A-Z0-9_]{1,63}\Z")
 _VAR_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
 _VAR_VALUE = re.compile(r"[A-Za-z0-9._:+-]{0,128}\Z")
+# Extra channel variables are allow-listed by name too: FreeSWITCH runs the value of
+# some (api_on_answer, execute_on_answer, api_hangup_hook, transfer_after_bridge, ...)
+# as a command, and one safe word such as "hupall" is a whole command.
+_OWN_VARIABLE_PREFIX = "callworker_"
+_INERT_VARIABLES = frozenset({"ignore_early_media"})
 
 
 def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
@@ -62,7 +67,8 @@ def originate(
     by it from the first event on and a repeated command cannot create a
     second channel unnoticed.
     """
-    if not isinstance(timeout_s, int) or not 1 <= timeout_s <= 600:
+    # type(), not isinstance(): True is an int, and would be sent as "True".
+    if type(timeout_s) is not int or not 1 <= timeout_s <= 600:
         raise UnsafeValue("timeout is out of range")
     pairs = [
         ("origination_uuid", check_uuid(call_id)),
@@ -78,12 +84,18 @@ def originate(
     if privacy:
         pairs.append(("origination_privacy", "hide_name:hide_number"))
     for name, value in (variables or {}).items():
-        if name.startswith(("origination_", "originate_")):
-            raise UnsafeValue("originate's own variables cannot be overridden")
-        pairs.append((_check(_VAR_NAME, name, "variable name"), _check(_VAR_VALUE, value, name)))
+        pairs.append((_check_variable_name(name), _check(_VAR_VALUE, value, "variable value")))
     block = ",".join(f"{name}={value}" for name, value in pairs)
     endpoint = f"sofia/gateway/{_check(_GATEWAY, gateway, 'gateway')}/{check_number(destination_number)}"
     return f"originate {{{block}}}{endpoint} &park()"
+
+
+def _check_variable_name(name: str) -> str:
+    _check(_VAR_NAME, name, "variable name")
+    if not name.startswith(_OWN_VARIABLE_PREFIX) and name not in _INERT_VARIABLES:
+        # originate's own variables (origination_*) are set above, never overridden.
+        raise UnsafeValue("only callworker_* and known inert variables can be set on a call")
+    return name
 
 
 def uuid_kill(call_id: str, cause: str = "NORMAL_CLEARING") -> str:

@@ -44,12 +44,19 @@ from callworker.esl.codec import Event, Frame, FrameParser, encode_command, pars
 if TYPE_CHECKING:
     import gevent.queue
 
-__all__ = ["EslConnection", "EslSession", "EslStats", "Backoff"]
+__all__ = ["EslConnection", "EslSession", "EslStats", "Backoff", "FreeSwitchNotSent"]
 
 log = logging.getLogger("callworker.esl")
 
 _RECV_SIZE = 65536
 _FORMATS = ("plain", "json")
+
+
+class FreeSwitchNotSent(FreeSwitchUnavailable):
+    """No usable connection, and nothing of the command reached FreeSWITCH: safe to send again.
+
+    Any other FreeSwitchUnavailable from a command may come after FreeSWITCH got it.
+    """
 
 
 @dataclass(slots=True)
@@ -198,14 +205,19 @@ class EslSession(InboundESL):  # type: ignore[misc]
         try:
             with self._send_lock:
                 if self._closed or not self.connected:
-                    raise FreeSwitchUnavailable(f"not connected to {self.where}")
+                    raise FreeSwitchNotSent(f"not connected to {self.where}")
                 # Append and write under one lock: the wire order is the waiter order.
                 self._commands_sent.append(waiter)
                 sent = True
                 try:
                     self.sock.sendall(payload)
                 except OSError as exc:
+                    # The command ends with its blank line, so a write that failed
+                    # left FreeSWITCH an incomplete command it never runs.
+                    self._commands_sent.remove(waiter)
+                    sent = False
                     self.close(f"write failed: {exc}")
+                    raise FreeSwitchNotSent(f"could not write to {self.where}: {exc}") from None
             return waiter.get()  # type: ignore[no-any-return]
         except FreeSwitchError:
             raise
@@ -438,7 +450,7 @@ class EslConnection:
     def _request(self, payload: bytes, timeout: float | None) -> Frame:
         session = self._session
         if session is None or not session.ready:
-            raise FreeSwitchUnavailable(f"not connected to FreeSWITCH at {self._host}:{self._port}")
+            raise FreeSwitchNotSent(f"not connected to FreeSWITCH at {self._host}:{self._port}")
         return session.request(payload, self._send_timeout if timeout is None else timeout)
 
     # ------------------------------------------------------------------ supervisor

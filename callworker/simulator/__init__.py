@@ -1,4 +1,5 @@
-"""A FreeSWITCH stand-in speaking the inbound event socket (demo, load and fault tests).
+"""A FreeSWITCH stand-in (demo, load and fault tests): the inbound event socket, and
+inbound calls handed over by the dialplan's ``socket`` app (outbound mode).
 
 It reuses the ESL codec for every byte it reads or writes and imports nothing of
 the worker's service, store or bus.

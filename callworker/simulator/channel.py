@@ -76,7 +76,10 @@ class Variables:
 
 @dataclass(eq=False)
 class Channel:
-    """One outbound leg. Times are wall-clock microseconds, 0 while not reached."""
+    """One leg: originated here (outbound) or arriving from a caller (inbound).
+
+    Times are wall-clock microseconds, 0 while not reached.
+    """
 
     uuid: str
     name: str
@@ -114,6 +117,10 @@ class Channel:
     kill_cause: str | None = None
     kill_remote: bool = False
     killed: gevent.event.Event = field(default_factory=gevent.event.Event)
+    direction: str = "outbound"
+    context: str = "default"
+    # Set once the channel is destroyed (its last event fired).
+    ended: gevent.event.Event = field(default_factory=gevent.event.Event)
 
     def set_state(self, state: str) -> None:
         self.state = state

@@ -13,8 +13,10 @@ from collections.abc import Callable
 
 from callworker.simulator.channel import Channel
 from callworker.simulator.events import Block
+from callworker.simulator.variables import REMOTE_IP
 
-__all__ = ["VARIABLE_EVENTS", "channel_blocks", "wants_variables", "safe_block", "CODEC"]
+__all__ = ["VARIABLE_EVENTS", "channel_blocks", "profile_pairs", "wants_variables", "safe_block",
+           "CODEC"]
 
 VARIABLE_EVENTS = frozenset({
     "CHANNEL_CREATE", "CHANNEL_ORIGINATE", "CHANNEL_UUID", "CHANNEL_ANSWER", "CHANNEL_PARK",
@@ -49,9 +51,10 @@ def _identity(ch: Channel) -> list[tuple[str, str]]:
     return [
         ("Channel-Name", ch.name),
         ("Unique-ID", ch.uuid),
-        ("Call-Direction", "outbound"),
-        ("Presence-Call-Direction", "outbound"),
-        ("Channel-HIT-Dialplan", "false"),
+        ("Call-Direction", ch.direction),
+        ("Presence-Call-Direction", ch.direction),
+        # An inbound leg went through the dialplan; an originated one did not.
+        ("Channel-HIT-Dialplan", "true" if ch.direction == "inbound" else "false"),
         ("Channel-Call-UUID", ch.variables.get("call_uuid") or ch.uuid),
     ]
 
@@ -66,6 +69,8 @@ def _codecs(ch: Channel) -> list[tuple[str, str]]:
 
 
 def _caller_head(ch: Channel) -> list[tuple[str, str]]:
+    if ch.direction == "inbound":
+        return _inbound_caller_head(ch)
     return [
         ("Caller-Direction", "outbound"),
         ("Caller-Logical-Direction", "outbound"),
@@ -81,6 +86,28 @@ def _caller_head(ch: Channel) -> list[tuple[str, str]]:
         ("Caller-Unique-ID", ch.uuid),
         ("Caller-Source", "src/switch_ivr_originate.c"),
         ("Caller-Context", "default"),
+        ("Caller-Channel-Name", ch.name),
+        ("Caller-Profile-Index", "1"),
+    ]
+
+
+def _inbound_caller_head(ch: Channel) -> list[tuple[str, str]]:
+    """The profile sofia builds from an INVITE (capture 15, plus 1.10's logical direction)."""
+    return [
+        ("Caller-Direction", "inbound"),
+        ("Caller-Logical-Direction", "inbound"),
+        ("Caller-Username", ch.cid_num),
+        ("Caller-Dialplan", "XML"),
+        ("Caller-Caller-ID-Name", ch.cid_name),
+        ("Caller-Caller-ID-Number", ch.cid_num),
+        ("Caller-Orig-Caller-ID-Name", ch.cid_name),
+        ("Caller-Orig-Caller-ID-Number", ch.cid_num),
+        ("Caller-Network-Addr", REMOTE_IP),
+        ("Caller-ANI", ch.cid_num),
+        ("Caller-Destination-Number", ch.number),
+        ("Caller-Unique-ID", ch.uuid),
+        ("Caller-Source", "mod_sofia"),
+        ("Caller-Context", ch.context),
         ("Caller-Channel-Name", ch.name),
         ("Caller-Profile-Index", "1"),
     ]
@@ -109,6 +136,17 @@ def _times(ch: Channel) -> Block:
         ("Caller-Channel-Last-Hold", str(ch.last_hold_us)),
         ("Caller-Channel-Hold-Accum", str(ch.hold_accum_us)),
     ])
+
+
+def profile_pairs(ch: Channel, prefix: str) -> list[tuple[str, str]]:
+    """The caller profile under another prefix, as ``connect`` puts it before the channel data.
+
+    ``switch_caller_profile_event_set_data(profile, "Channel", event)``: the same
+    fields as the ``Caller-*`` block, named ``Channel-*`` (capture 15).
+    """
+    caller = [*_cached(ch, "caller", _caller_head).pairs, *_times(ch).pairs,
+              *_cached(ch, "tail", _caller_tail).pairs]
+    return [(f"{prefix}-{name.removeprefix('Caller-')}", value) for name, value in caller]
 
 
 def channel_blocks(ch: Channel, *, variables: bool, state_number: int | None = None) -> list[Block]:

@@ -73,19 +73,19 @@ def _channel_row(sw: Switch, ch: Channel) -> dict[str, str]:
     created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ch.created_us // 1_000_000))
     codec = CODEC if ch.media else ("", "", "")
     return {
-        "uuid": ch.uuid, "direction": "outbound", "created": created,
+        "uuid": ch.uuid, "direction": ch.direction, "created": created,
         "created_epoch": str(ch.created_us // 1_000_000), "name": ch.name, "state": ch.state,
         "cid_name": ch.cid_name, "cid_num": ch.cid_num, "ip_addr": "", "dest": ch.number,
         "application": ch.app if ch.app_running else "",
         "application_data": ch.app_data if ch.app_running else "", "dialplan": "XML",
-        "context": "default", "read_codec": codec[0], "read_rate": codec[1],
+        "context": ch.context, "read_codec": codec[0], "read_rate": codec[1],
         "read_bit_rate": codec[2], "write_codec": codec[0], "write_rate": codec[1],
         "write_bit_rate": codec[2], "secure": "", "hostname": sw.hostname, "presence_id": "",
         "presence_data": "", "accountcode": "", "callstate": ch.call_state, "callee_name": "",
         "callee_num": "", "callee_direction": "", "call_uuid": ch.uuid, "sent_callee_name": "",
         "sent_callee_num": "", "initial_cid_name": ch.cid_name, "initial_cid_num": ch.cid_num,
         "initial_ip_addr": "", "initial_dest": ch.number, "initial_dialplan": "XML",
-        "initial_context": "default",
+        "initial_context": ch.context,
     }
 
 

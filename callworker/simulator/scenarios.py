@@ -25,7 +25,7 @@ from callworker.simulator.variables import (
     rtp_stats,
 )
 
-__all__ = ["Ending", "outcome_for", "run_call", "OUTCOMES"]
+__all__ = ["Ending", "outcome_for", "run_call", "answer_leg", "execute_app", "tear_down", "OUTCOMES"]
 
 # Last four digits of the dialled number -> outcome (CONTRACT section 7).
 OUTCOMES = {"0486": "busy", "0408": "no_answer", "0403": "rejected", "0404": "unroutable",
@@ -77,11 +77,11 @@ def run_call(sw: Switch, ch: Channel, outcome: str, timeout: float, app: tuple[s
         _set_up(sw, ch)
         ending = _ring(sw, ch, outcome, timeout)
         if ending is None:
-            _answer(sw, ch)
-            _execute(sw, ch, *app)
+            answer_leg(sw, ch)
+            execute_app(sw, ch, *app)
             result(f"+OK {ch.uuid}\n")
             ending = _talk(sw, ch, outcome)
-        _tear_down(sw, ch, ending)
+        tear_down(sw, ch, ending)
         result(f"-ERR {ending.cause}\n")
     finally:
         # Whatever ended the greenlet, an api caller waiting for the result is released.
@@ -125,7 +125,8 @@ def _ring(sw: Switch, ch: Channel, outcome: str, timeout: float) -> Ending | Non
     return None
 
 
-def _answer(sw: Switch, ch: Channel) -> None:
+def answer_leg(sw: Switch, ch: Channel) -> None:
+    """The leg answers: CHANNEL_ANSWER, then the call state ACTIVE."""
     ch.answered_us = now_us()
     ch.media = True
     ch.answer_state = "answered"
@@ -134,8 +135,10 @@ def _answer(sw: Switch, ch: Channel) -> None:
     sw.set_call_state(ch, "ACTIVE")
 
 
-def _execute(sw: Switch, ch: Channel, app: str, arg: str) -> None:
-    sw.set_state(ch, "CS_EXECUTE")
+def execute_app(sw: Switch, ch: Channel, app: str, arg: str) -> None:
+    """Start the leg's long-running application (park, socket): CHANNEL_EXECUTE."""
+    if ch.state != "CS_EXECUTE":
+        sw.set_state(ch, "CS_EXECUTE")
     ch.app, ch.app_data, ch.app_uuid = app, arg, str(uuidlib.uuid4())
     ch.app_running = True
     sw.set_vars(ch, [("current_application", app), ("current_application_data", arg)])
@@ -155,8 +158,13 @@ def _talk(sw: Switch, ch: Channel, outcome: str) -> Ending:
     return _bye(ch)
 
 
-def _tear_down(sw: Switch, ch: Channel, ending: Ending) -> None:
-    """CHANNEL_HANGUP through CHANNEL_DESTROY (SPEC 5a steps 11-14)."""
+def tear_down(sw: Switch, ch: Channel, ending: Ending,
+              on_down: Callable[[], None] | None = None) -> None:
+    """CHANNEL_HANGUP through CHANNEL_DESTROY (SPEC 5a steps 11-14).
+
+    ``on_down`` runs once the channel is in CS_HANGUP: an outbound socket
+    notices the hangup at that point.
+    """
     sw.set_vars(ch, hangup_vars(ending.sip_status, ending.phrase, None))
     ch.hangup_cause = ending.cause
     ch.answer_state = "hangup"
@@ -174,6 +182,8 @@ def _tear_down(sw: Switch, ch: Channel, ending: Ending) -> None:
         ch.hold_accum_us += ch.hangup_us - ch.held_since_us
         ch.held_since_us = 0
     sw.set_state(ch, "CS_HANGUP")
+    if on_down is not None:
+        on_down()
     sw.set_call_state(ch, "HANGUP")
     sw.set_vars(ch, hangup_vars(None, "", ending.disposition))
     sw.set_vars(ch, rtp_stats(ch, ch.hangup_us))

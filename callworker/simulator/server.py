@@ -1,4 +1,5 @@
-"""The simulator's public face: a TCP listener speaking FreeSWITCH's inbound event socket."""
+"""The simulator's public face: a TCP listener speaking FreeSWITCH's inbound event socket,
+and inbound calls that the dialplan hands to a server over an outbound socket."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ import gevent.event
 from gevent.server import StreamServer
 
 from callworker.simulator.api import ApiRunner
+from callworker.simulator.channel import Channel
+from callworker.simulator.inbound import InboundCall, new_inbound_channel
+from callworker.simulator.outbound_socket import OutboundSocket
+from callworker.simulator.scenarios import answer_leg
 from callworker.simulator.session import Session
 from callworker.simulator.switch import Stats, Switch, Timing
 
@@ -55,6 +60,7 @@ class Simulator:
         self._switch = Switch(hostname, _advertised_ipv4(host), timing)
         self._api = ApiRunner(self._switch)
         self._sessions: set[Session] = set()
+        self._outbound: set[OutboundSocket] = set()
         self._commands: deque[str] = deque(maxlen=_KEPT_COMMANDS)
         self._server: StreamServer | None = None
         self._stopped = gevent.event.Event()
@@ -88,6 +94,8 @@ class Simulator:
             server.close()
         self.drop_clients()
         self._switch.kill_all_calls()
+        for outbound in list(self._outbound):
+            outbound.abort()
         if server is not None:
             server.stop(timeout=1)
         self._stopped.set()
@@ -131,8 +139,70 @@ class Simulator:
         return list(self._commands)
 
     def fire_custom(self, uuid: str, subclass: str, headers: dict[str, str]) -> None:
-        """A CUSTOM event on a live channel, as the dialplan ``event`` application fires it."""
+        """A CUSTOM event on a live channel, as the dialplan ``event`` application fires it.
+
+        ``<action application="event" data="Event-Name=CUSTOM,Event-Subclass=<subclass>,
+        name=value,..."/>``: the common headers, then ``Event-Name`` (moved there
+        when the app renamed the event), ``Event-Subclass``, the given headers, the
+        channel data and the channel variables.
+        """
+        ch = self._live(uuid)
+        self._switch.emit(ch, "CUSTOM", subclass=subclass, top=list(headers.items()), renamed=True)
+
+    # ------------------------------------------------------------ inbound calls
+
+    def place_inbound_call(
+        self, host: str, port: int, *, caller_id_number: str, destination_number: str,
+        caller_id_name: str | None = None, variables: dict[str, str] | None = None,
+        answer: bool = False, full: bool = True,
+    ) -> str:
+        """A call from a carrier that the dialplan hands to ``host:port``; returns its UUID.
+
+        The dialplan sets ``variables`` (``callworker_tenant``...), answers the call
+        first when ``answer`` is true, then runs ``socket host:port async full``
+        (``async`` only when ``full`` is false). The channel's events reach
+        inbound-socket subscribers like any call's.
+        """
+        sw = self._switch
+        ch = new_inbound_channel(sw, caller_id_number=caller_id_number,
+                                 destination_number=destination_number,
+                                 caller_id_name=caller_id_name)
+        sw.add_channel(ch)
+        call = InboundCall(sw, ch, (host, port), variables=variables or {}, answer=answer,
+                           full=full, open_socket=lambda sock, leg: self._open_socket(sock, leg, full))
+        sw.spawn_call(call.run)
+        return ch.uuid
+
+    def _open_socket(self, sock: socket.socket, ch: Channel, full: bool) -> OutboundSocket:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        outbound = OutboundSocket(self._switch, self._api, sock, ch, full=full,
+                                  record=self._commands.append)
+        self._outbound.add(outbound)
+        outbound.closed.rawlink(lambda _event: self._outbound.discard(outbound))
+        return outbound
+
+    def answer(self, uuid: str) -> None:
+        """The call is answered on this side (as a dialplan ``answer`` would)."""
+        ch = self._live(uuid)
+        if not ch.answered and not ch.gone:
+            answer_leg(self._switch, ch)
+
+    def hangup(self, uuid: str, cause: str | None = None) -> None:
+        """The far end hangs up: the caller of an inbound call, the callee of an outbound one.
+
+        The default cause is NORMAL_CLEARING for an answered call and
+        ORIGINATOR_CANCEL for one still ringing.
+        """
+        ch = self._live(uuid)
+        default = "NORMAL_CLEARING" if ch.answered else "ORIGINATOR_CANCEL"
+        ch.request_hangup(cause or default, remote=True)
+
+    def wait_ended(self, uuid: str, timeout: float) -> bool:
+        """Wait until the channel is destroyed (its last event fired); False on timeout."""
+        return bool(self._switch.lookup(uuid).ended.wait(timeout))
+
+    def _live(self, uuid: str) -> Channel:
         ch = self._switch.find(uuid)
         if ch is None:
             raise KeyError(uuid)
-        self._switch.emit(ch, "CUSTOM", subclass=subclass, top=list(headers.items()))
+        return ch

@@ -32,7 +32,7 @@ from callworker.esl.codec import (
     rude_rejection,
 )
 from callworker.simulator.api import ApiRunner
-from callworker.simulator.causes import cause_from_text
+from callworker.simulator.apps import apply_message
 from callworker.simulator.events import Block, SimEvent
 from callworker.simulator.subscription import Subscription
 from callworker.simulator.switch import Switch
@@ -166,8 +166,12 @@ class Session:
     def _bye(self, reply: str | None = "+OK bye") -> None:
         if reply:
             self._reply(reply)
-        self._send(disconnect_notice())
+        self._send(self._notice())
         self.closing = True
+
+    def _notice(self) -> bytes:
+        """The disconnect notice this kind of socket ends with."""
+        return disconnect_notice()
 
     # ------------------------------------------------------------------ events
 
@@ -316,7 +320,6 @@ class Session:
         if ch is None:
             self._reply(f"-ERR invalid session id [{uuid}]")
             return
-        headers = {k.lower(): v for k, v in command.headers.items()}
-        if headers.get("call-command", "").lower() == "hangup":
-            ch.request_hangup(cause_from_text(headers.get("hangup-cause")))
+        # Queued for the channel: +OK comes at once, the effects after it.
         self._reply("+OK")
+        apply_message(self.sw, ch, command.headers, command.body)

@@ -108,13 +108,20 @@ class Switch:
         body: str | None = None,
         subclass: str | None = None,
         origin: Origin | None = None,
+        renamed: bool = False,
     ) -> SimEvent | None:
-        """Number an event and hand it to every listener that wants it."""
+        """Number an event and hand it to every listener that wants it.
+
+        ``renamed``: the event was created under another name and renamed by the
+        dialplan ``event`` application, which deletes ``Event-Name`` from the
+        common headers and adds it again after them.
+        """
         targets = [item for item in self.listeners if item.wants(name, subclass)]
         if not targets:
             self.factory.next_sequence()
             return None
-        parts = [self.factory.head(name, now_us(), origin)]
+        head = self.factory.head(name, now_us(), origin)
+        parts = [Block(head.pairs[1:]), Block([head.pairs[0]])] if renamed else [head]
         if subclass is not None:
             parts.append(Block([("Event-Subclass", subclass)]))
         if blocks is not None:
@@ -133,6 +140,7 @@ class Switch:
         bottom: Sequence[tuple[str, str]] = (),
         subclass: str | None = None,
         state_number: int | None = None,
+        renamed: bool = False,
     ) -> SimEvent | None:
         """A channel event: extra headers, channel data, caller profile, variables."""
 
@@ -143,7 +151,7 @@ class Switch:
                 parts.append(Block(list(bottom)))
             return parts
 
-        return self.fire(name, build, subclass=subclass)
+        return self.fire(name, build, subclass=subclass, renamed=renamed)
 
     def set_state(self, ch: Channel, state: str) -> None:
         ch.set_state(state)
@@ -176,6 +184,7 @@ class Switch:
         self.ended.move_to_end(ch.uuid)
         while len(self.ended) > _ARCHIVE:
             self.ended.popitem(last=False)
+        ch.ended.set()
 
     def find(self, uuid: str) -> Channel | None:
         return self.channels.get(uuid)

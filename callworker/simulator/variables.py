@@ -1,6 +1,7 @@
-"""The channel variables a sofia gateway leg collects over its life, and its CDR.
+"""The channel variables a sofia leg collects over its life, and its CDR.
 
-Values and their order follow FreeSWITCH 1.10 (outbound legs) and capture 13 (the
+Values and their order follow FreeSWITCH 1.10 (outbound legs), capture 15 (an
+inbound leg handed to a socket) and capture 13 (the
 CDR block of CHANNEL_HANGUP_COMPLETE). Times are microseconds; FreeSWITCH derives
 seconds and milliseconds by truncating each timestamp first, then subtracting.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from callworker.simulator.causes import q850
 from callworker.simulator.channel import Channel
 
-__all__ = ["Leg", "creation_vars", "progress_vars", "answer_vars", "hangup_vars",
+__all__ = ["Leg", "creation_vars", "inbound_vars", "progress_vars", "answer_vars", "hangup_vars",
            "rtp_stats", "cdr_vars", "REMOTE_IP"]
 
 REMOTE_IP = "203.0.113.10"
@@ -65,6 +66,33 @@ def creation_vars(ch: Channel, leg: Leg, block: list[tuple[str, str]]) -> list[t
     ]
 
 
+def inbound_vars(ch: Channel, local_ip: str) -> list[tuple[str, str]]:
+    """Variables sofia sets on a leg made from a carrier's INVITE (capture 15, 1.10 names)."""
+    port = random.randrange(10000, 20000, 2)
+    cid, number = ch.cid_num, ch.number
+    tag = f"{random.getrandbits(40):x}"
+    return [
+        ("direction", "inbound"), ("uuid", ch.uuid), ("session_id", str(ch.session_id)),
+        ("sip_from_user", cid), ("sip_from_uri", f"{cid}@{REMOTE_IP}"),
+        ("sip_from_host", REMOTE_IP), ("text_media_flow", "disabled"), ("channel_name", ch.name),
+        ("sip_call_id", f"{random.getrandbits(64):016x}@{REMOTE_IP}"),
+        ("sip_local_network_addr", local_ip), ("sip_network_ip", REMOTE_IP),
+        ("sip_network_port", "5060"), ("sip_invite_stamp", str(ch.created_us)),
+        ("sip_received_ip", REMOTE_IP), ("sip_received_port", "5060"),
+        ("sip_via_protocol", "udp"), ("sip_from_display", ch.cid_name),
+        ("sip_full_from", f'"{ch.cid_name}" <sip:{cid}@{REMOTE_IP}>;tag={tag}'),
+        ("sip_full_to", f"<sip:{number}@{local_ip}>"), ("sip_from_tag", tag),
+        ("sip_req_user", number), ("sip_req_uri", f"{number}@{local_ip}"),
+        ("sip_req_host", local_ip), ("sip_to_user", number), ("sip_to_uri", f"{number}@{local_ip}"),
+        ("sip_to_host", local_ip), ("sip_contact_user", cid), ("sip_contact_port", "5060"),
+        ("sip_contact_uri", f"{cid}@{REMOTE_IP}:5060"), ("sip_contact_host", REMOTE_IP),
+        ("sip_via_host", REMOTE_IP), ("sip_via_port", "5060"), ("max_forwards", "69"),
+        ("switch_r_sdp", _sdp("carrier", REMOTE_IP, port)), ("rtp_use_codec_string", "PCMU,PCMA"),
+        ("ep_codec_string", "PCMU@8000h@20i@64000b,PCMA@8000h@20i@64000b"),
+        ("endpoint_disposition", "DELAYED NEGOTIATION"), ("call_uuid", ch.uuid),
+    ]
+
+
 def progress_vars() -> list[tuple[str, str]]:
     return [("sip_to_tag", f"{random.getrandbits(48):x}"), ("sip_received_ip", REMOTE_IP),
             ("sip_received_port", "5060"), ("sip_via_protocol", "udp")]
@@ -104,7 +132,7 @@ def rtp_stats(ch: Channel, end_us: int) -> list[tuple[str, str]]:
         out += [(f"rtp_audio_{way}_raw_bytes", raw), (f"rtp_audio_{way}_media_bytes", media),
                 (f"rtp_audio_{way}_packet_count", count),
                 (f"rtp_audio_{way}_media_packet_count", count)]
-        zero = ("skip_packet_count", "jitter_packet_count", "dtmf_packet_count",
+        zero: tuple[str, ...] = ("skip_packet_count", "jitter_packet_count", "dtmf_packet_count",
                 "cng_packet_count", "flush_packet_count", "largest_jb_size")
         if way == "out":
             zero = ("skip_packet_count", "dtmf_packet_count", "cng_packet_count")

@@ -6,6 +6,13 @@ DataError from SQLAlchemy propagate unchanged.
 """
 
 from callworker.store.db import make_engine, normalise_url, ping
+from callworker.store.flashcall import (
+    OrderHistory,
+    get_order,
+    latest_order_for_phone,
+    live_orders,
+    order_history,
+)
 from callworker.store.migrate import migrate, migrate_engine
 from callworker.store.models import TERMINAL_STATUSES, utcnow
 from callworker.store.queries import (
@@ -23,6 +30,7 @@ from callworker.store.writes import Batch, delete_outbox, write_batch
 
 __all__ = [
     "Batch",
+    "OrderHistory",
     "TERMINAL_STATUSES",
     "call_events",
     "call_id_taken",
@@ -30,13 +38,17 @@ __all__ = [
     "get_call",
     "get_cdr",
     "get_command",
+    "get_order",
+    "latest_order_for_phone",
     "list_calls",
     "list_cdrs",
     "live_calls",
+    "live_orders",
     "make_engine",
     "migrate",
     "migrate_engine",
     "normalise_url",
+    "order_history",
     "pending_outbox",
     "ping",
     "utcnow",

@@ -45,8 +45,9 @@ def normalise_url(url: str) -> str:
 def _parse(url: str) -> URL:
     try:
         return make_url(normalise_url(url))
-    except ArgumentError:
-        # The parser's message repeats the whole URL, password included.
+    except (ArgumentError, ValueError):
+        # The parser's message repeats the whole URL, password included, or the
+        # part it took for a port (a password in the wrong place).
         raise ConfigError("the database URL cannot be parsed") from None
 
 

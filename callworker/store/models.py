@@ -1,8 +1,9 @@
-"""The tables of callworker: calls, their events, CDRs, command records and the outbox.
+"""The tables of callworker: calls, their events, CDRs, command records, the outbox,
+and flash-call orders.
 
 Every timestamp is stored as UTC and read back as an aware UTC datetime, on SQLite
-as on PostgreSQL (see `UTCDateTime`). The initial migration in
-`migrations/versions/` creates exactly these tables; a test compares the two.
+as on PostgreSQL (see `UTCDateTime`). The migrations in
+`migrations/versions/` create exactly these tables; a test compares the two.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "CallEvent",
     "Cdr",
     "CommandRecord",
+    "FlashcallOrder",
     "OutboxMessage",
     "UTCDateTime",
     "metadata",
@@ -44,6 +46,7 @@ __all__ = [
     "CDRS",
     "COMMANDS",
     "OUTBOX",
+    "FLASHCALL_ORDERS",
     "utcnow",
     "TERMINAL_STATUSES",
 ]
@@ -221,9 +224,45 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class FlashcallOrder(Base):
+    """A flash-call order; upserted by order_id. Never holds the code, only its keyed hash."""
+
+    __tablename__ = "flashcall_orders"
+    __table_args__ = (
+        Index(
+            "ix_flashcall_orders_tenant_phone_key_created_at", "tenant", "phone_key", "created_at"
+        ),
+        Index("ix_flashcall_orders_tenant_created_at", "tenant", "created_at"),
+        Index("ix_flashcall_orders_node_status", "node", "status"),
+    )
+
+    order_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(63))
+    node: Mapped[str] = mapped_column(String(255))
+    phone: Mapped[str] = mapped_column(String(16))
+    # The phone's digits without '+': the key of supersede and of the per-phone limits.
+    phone_key: Mapped[str] = mapped_column(String(15))
+    status: Mapped[str] = mapped_column(String(16))
+    code_hmac: Mapped[str] = mapped_column(String(64))
+    code_len: Mapped[int] = mapped_column(Integer)
+    cid_prefix: Mapped[str] = mapped_column(String(16))
+    call_id: Mapped[str | None] = mapped_column(String(36))
+    call_status: Mapped[str | None] = mapped_column(String(16))
+    hangup_cause: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    last_seq: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    supersedes: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # The Core tables, for the statements of writes.py and queries.py.
 CALLS: Table = Call.__table__  # type: ignore[assignment]
 EVENTS: Table = CallEvent.__table__  # type: ignore[assignment]
 CDRS: Table = Cdr.__table__  # type: ignore[assignment]
 COMMANDS: Table = CommandRecord.__table__  # type: ignore[assignment]
 OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]
+FLASHCALL_ORDERS: Table = FlashcallOrder.__table__  # type: ignore[assignment]

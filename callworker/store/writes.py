@@ -1,4 +1,5 @@
-"""Writes: one transaction per batch (calls, commands, events, CDRs, outbox), and outbox cleanup.
+"""Writes: one transaction per batch (calls, flash-call orders, commands, events, CDRs,
+outbox), and outbox cleanup.
 
 Strategy: this is the hot path of the worker, so every table is written with one
 Core statement executed over all of its rows (the driver's executemany), never row
@@ -19,7 +20,7 @@ from sqlalchemy import Connection, Engine, Insert, Table, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
 
 from callworker.store.db import guarded
-from callworker.store.models import CALLS, CDRS, COMMANDS, EVENTS, OUTBOX
+from callworker.store.models import CALLS, CDRS, COMMANDS, EVENTS, FLASHCALL_ORDERS, OUTBOX
 
 __all__ = ["Batch", "write_batch", "delete_outbox"]
 
@@ -38,9 +39,24 @@ class Batch:
     cdrs: list[dict[str, Any]] = field(default_factory=list)
     commands: list[dict[str, Any]] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
+    orders: list[dict[str, Any]] = field(default_factory=list)
 
     def is_empty(self) -> bool:
-        return not (self.calls or self.events or self.cdrs or self.commands or self.outbox)
+        return not (
+            self.calls or self.events or self.cdrs or self.commands or self.outbox or self.orders
+        )
+
+
+def _merged_orders(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per order_id, later values over earlier ones.
+
+    An order may change several times in one batch; a multi-row upsert that names
+    one key twice is refused by PostgreSQL, so the changes are folded first.
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        merged[row["order_id"]] = {**merged.get(row["order_id"], {}), **row}
+    return list(merged.values())
 
 
 def _runs(rows: Sequence[dict[str, Any]]) -> Iterator[tuple[frozenset[str], list[dict[str, Any]]]]:
@@ -109,20 +125,27 @@ def _insert_outbox(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int
 def write_batch(engine: Engine, batch: Batch) -> list[int]:
     """Write `batch` in one transaction; return the new outbox ids in the order given.
 
-    Calls are upserted by call_id, commands by (tenant, command_id); events are
-    inserted (a repeated event_id or (call_id, seq) raises IntegrityError); a CDR
-    already stored for its call_id is left as it was.
+    Calls are upserted by call_id, flash-call orders by order_id (several rows of
+    one order are folded into one), commands by (tenant, command_id); events are
+    inserted, an event_id already stored is left as it was (another event with a
+    taken (call_id, seq) raises IntegrityError); a CDR already stored for its
+    call_id is left as it was. So the same batch written again, after a commit
+    whose outcome the connection lost, stores nothing twice but its outbox rows
+    (published twice: consumers dedupe by message_id).
     """
     if batch.is_empty():
         return []
     with engine.begin() as conn:
         if batch.calls:
             _upsert_rows(conn, CALLS, batch.calls)
+        if batch.orders:
+            _upsert_rows(conn, FLASHCALL_ORDERS, _merged_orders(batch.orders))
         if batch.commands:
             _upsert_rows(conn, COMMANDS, batch.commands)
         if batch.events:
+            stmt = _insert_ignore(conn.dialect.name, EVENTS)
             for _keys, run in _runs(batch.events):
-                conn.execute(insert(EVENTS), run)
+                conn.execute(stmt, run)
         if batch.cdrs:
             stmt = _insert_ignore(conn.dialect.name, CDRS)
             for _keys, run in _runs(batch.cdrs):

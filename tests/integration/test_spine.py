@@ -282,3 +282,33 @@ def test_on_the_sqlite_default_events_arrive_in_seq_order(
             assert_well_formed(events, tenant, worker.settings.node_id)
     finally:
         worker.stop()
+
+
+def test_replies_go_only_to_queues_the_tenant_may_use(
+    worker: Worker, probe: Probe, tenant: str, amqp_url: str
+) -> None:
+    import pika
+
+    dead_letters(amqp_url)
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        channel = connection.channel()
+        other = f"zz{tenant}.replies"
+        channel.queue_declare(other, exclusive=True)
+        body = {"v": 1, "command_id": str(uuid.uuid4()), "type": "call.list"}
+        channel.basic_publish(
+            "callworker.commands", f"{tenant}.call.list", json.dumps(body).encode(),
+            pika.BasicProperties(reply_to=other, delivery_mode=2),
+        )
+        letters: list[Any] = []
+        deadline = datetime.now(UTC) + timedelta(seconds=10)
+        while not letters:
+            assert datetime.now(UTC) < deadline, "the command was never dead-lettered"
+            connection.process_data_events(time_limit=0.05)  # wait a moment, serving pika
+            letters = dead_letters(amqp_url)
+        assert letters[0][0].headers["x-callworker-error"].startswith("VALIDATION_ERROR")
+        assert channel.basic_get(other, auto_ack=True)[0] is None  # nothing was answered there
+    finally:
+        connection.close()
+    # A queue named after the tenant is fine.
+    assert command(probe, tenant, "call.list")["ok"]
