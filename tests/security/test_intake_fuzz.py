@@ -195,7 +195,7 @@ def make_messages(tenant: str, reply_queue: str) -> list[Bad]:
     for bad in messages:
         roll = rng.random()
         # Mostly our reply queue; some nowhere (unroutable replies), some without reply_to.
-        bad.reply_to = reply_queue if roll < 0.8 else (f"nowhere-{bad.id}" if roll < 0.85 else None)
+        bad.reply_to = reply_queue if roll < 0.8 else (f"amq.gen-nowhere-{bad.id}" if roll < 0.85 else None)
         # Junk headers, also the one a forwarded command carries, on bodies that fail
         # before any routing key is read (what the header may do is for the tenant tests).
         if bad.expect == INVALID and rng.random() < 0.3:
