@@ -128,22 +128,29 @@ class Worker:
         )
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Stop taking commands, finish those in hand, flush the outbox, close."""
+        """Stop taking commands, finish those in hand, journal what FreeSWITCH said, flush, close."""
         self.bus.pause_consuming()
         # Closing the sockets ends the inbound calls; their hangups are still journalled.
         self.socket_server.stop()
-        self.intake.drain(timeout / 2)
+        self.intake.drain(timeout / 3)
         self.intake.stop()
         self.flashcalls.stop()
         self.inbound.stop()
-        self.pump.stop()
-        self.journal.stop(timeout / 4)
-        self.relay.stop(timeout / 4)
+        # No new FreeSWITCH events after this; the ones already read are journalled.
         self.esl.stop()
-        self.bus.stop(timeout / 4)
+        self._drain_events(timeout / 6)
+        self.pump.stop()
+        self.journal.stop(timeout / 6)
+        self.relay.stop(timeout / 6)
+        self.bus.stop(timeout / 6)
         self.http.stop()
         self.engine.dispose()
         log.info("worker %s stopped", self.settings.node_id)
+
+    def _drain_events(self, timeout: float) -> None:
+        with gevent.Timeout(timeout, False):
+            while not self.esl_events.empty():
+                gevent.sleep(0.01)
 
     # ------------------------------------------------------------ callbacks
 
@@ -162,7 +169,7 @@ class Worker:
 
     def _reconcile_then_consume(self) -> None:
         try:
-            reconcile(self.journal, self.esl)
+            reconcile(self.journal, self.esl, in_flight=self.calls.dialling)
         except Exception:
             log.exception("reconciliation with FreeSWITCH failed; will retry on the next connect")
         if self.esl.connected:

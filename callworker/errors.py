@@ -7,6 +7,7 @@ __all__ = [
     "ConfigError",
     "FreeSwitchError",
     "FreeSwitchUnavailable",
+    "FreeSwitchNotSent",
     "FreeSwitchTimeout",
     "FreeSwitchAuthError",
     "ProtocolError",
@@ -32,6 +33,13 @@ class FreeSwitchError(CallworkerError):
 
 class FreeSwitchUnavailable(FreeSwitchError):
     """No usable ESL connection: not connected, dropped, or closed mid-command."""
+
+
+class FreeSwitchNotSent(FreeSwitchUnavailable):
+    """No usable connection, and nothing of the command reached FreeSWITCH: safe to send again.
+
+    Any other FreeSwitchUnavailable from a command may come after FreeSWITCH got it.
+    """
 
 
 class FreeSwitchTimeout(FreeSwitchUnavailable):

@@ -172,8 +172,21 @@ class Intake:
             )
             self._refuse(delivery, routing_key, error)
             return True
-        if (running := self._inflight.get(key)) is not None:
+        while (running := self._inflight.get(key)) is not None:
             running.wait()  # the same command is being executed: its reply is ours
+        # Claim the key before anything yields (the lookup below does), so a copy
+        # of this command delivered meanwhile waits above instead of executing too.
+        flag = self._inflight[key] = Flag()
+        try:
+            return self._run_claimed(command, delivery, routing_key, to)
+        finally:
+            del self._inflight[key]
+            flag.set()
+
+    def _run_claimed(
+        self, command: Command, delivery: Delivery, routing_key: str, to: Delivered,
+    ) -> bool:
+        """The attempt, once no other copy of the command is in hand; True when settled."""
         stored = get_command(self._engine, command.tenant, command.command_id)
         if stored is not None:
             self._replay(command, to, stored)
@@ -185,7 +198,6 @@ class Intake:
             return True
         if self._service.needs_freeswitch(command.type) and not self._freeswitch_ready(0):
             raise FreeSwitchUnavailable("FreeSWITCH is not connected")
-        flag = self._inflight[key] = Flag()
         try:
             self._execute(command, to)
         except HeldElsewhere as moved:
@@ -206,9 +218,6 @@ class Intake:
             )
             self._refuse(delivery, routing_key, internal, dead_letter=True)
             return True
-        finally:
-            del self._inflight[key]
-            flag.set()
         self._bus.ack(delivery)
         return True
 

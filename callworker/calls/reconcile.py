@@ -34,7 +34,7 @@ from callworker.contract import utcnow
 from callworker.esl import builders
 from callworker.esl.port import FreeSwitchPort
 
-__all__ = ["reconcile", "live_channels", "missed_signals", "Outcome"]
+__all__ = ["Outcome", "live_channels", "missed_signals", "reconcile"]
 
 log = logging.getLogger("callworker.reconcile")
 

@@ -11,6 +11,7 @@ ContractError for the intake to dead-letter.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from callworker.contract import (
     reply_ok,
     utcnow,
 )
-from callworker.errors import FreeSwitchError, FreeSwitchUnavailable
+from callworker.errors import FreeSwitchError, FreeSwitchNotSent, FreeSwitchUnavailable
 from callworker.esl import builders
 from callworker.esl.port import FreeSwitchPort
 from callworker.store import call_id_taken, get_call, list_calls, list_cdrs
@@ -66,6 +67,7 @@ class CallService:
         node: str,
         gateways: tuple[str, ...],
         default_gateway: str,
+        dial_retry_s: float = 10.0,
     ) -> None:
         self._journal = journal
         self._port = port
@@ -73,6 +75,9 @@ class CallService:
         self._node = node
         self._gateways = frozenset(gateways)
         self._default_gateway = default_gateway
+        self._dial_retry_s = dial_retry_s
+        # Calls whose originate is not yet handed to FreeSWITCH (reconciliation skips them).
+        self.dialling: set[str] = set()
         self._handlers: dict[str, Callable[[Any, Delivered], dict[str, Any]]] = {
             "originate": self.originate,
             "hangup": self.hangup,
@@ -171,16 +176,34 @@ class CallService:
         )
         if not self._port.connected:
             raise FreeSwitchUnavailable("FreeSWITCH is not connected")
-        self._journal.run(self._open_call_op(command, call_id))
+        self.dialling.add(call_id)
         try:
-            # Job-UUID = call_id: the BACKGROUND_JOB names its call.
-            self._port.bgapi(dial, job_uuid=call_id)
-        except FreeSwitchError:
-            # The command may or may not have reached FreeSWITCH: never send it
-            # again. The call stays initiated until FreeSWITCH's events or the
-            # reconciliation after reconnect settle it.
-            log.warning("originate %s: FreeSWITCH connection lost while sending", call_id)
+            self._journal.run(self._open_call_op(command, call_id))
+            self._dial(call_id, dial)
+        finally:
+            self.dialling.discard(call_id)
         return self.finish(command, to, reply_ok(command.command_id, command.type, {"call_id": call_id, "status": "initiated"}), call_id=call_id)
+
+    def _dial(self, call_id: str, dial: str) -> None:
+        """Send the originate once; again only if nothing of it reached FreeSWITCH."""
+        deadline = time.monotonic() + self._dial_retry_s
+        while True:
+            try:
+                # Job-UUID = call_id: the BACKGROUND_JOB names its call.
+                self._port.bgapi(dial, job_uuid=call_id)
+                return
+            except FreeSwitchNotSent:
+                remaining = deadline - time.monotonic()
+                if remaining > 0 and self._port.wait_connected(remaining):
+                    continue
+                log.warning("originate %s: FreeSWITCH did not come back; not sent", call_id)
+                return
+            except FreeSwitchError:
+                # The command may or may not have reached FreeSWITCH: never send it
+                # again. The call stays initiated until FreeSWITCH's events or the
+                # reconciliation after reconnect settle it.
+                log.warning("originate %s: FreeSWITCH connection lost while sending", call_id)
+                return
 
     def _open_call_op(self, command: OriginateCommand, call_id: str) -> Callable[[Unit], None]:
         now = utcnow()

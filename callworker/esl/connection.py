@@ -34,6 +34,7 @@ from greenswitch.esl import InboundESL
 
 from callworker.errors import (
     FreeSwitchAuthError,
+    FreeSwitchNotSent,
     FreeSwitchError,
     FreeSwitchTimeout,
     FreeSwitchUnavailable,
@@ -44,19 +45,12 @@ from callworker.esl.codec import Event, Frame, FrameParser, encode_command, pars
 if TYPE_CHECKING:
     import gevent.queue
 
-__all__ = ["EslConnection", "EslSession", "EslStats", "Backoff", "FreeSwitchNotSent"]
+__all__ = ["Backoff", "EslConnection", "EslSession", "EslStats", "FreeSwitchNotSent"]
 
 log = logging.getLogger("callworker.esl")
 
 _RECV_SIZE = 65536
 _FORMATS = ("plain", "json")
-
-
-class FreeSwitchNotSent(FreeSwitchUnavailable):
-    """No usable connection, and nothing of the command reached FreeSWITCH: safe to send again.
-
-    Any other FreeSwitchUnavailable from a command may come after FreeSWITCH got it.
-    """
 
 
 @dataclass(slots=True)
@@ -469,7 +463,7 @@ class EslConnection:
             self._session = session
             try:
                 self._establish(session)
-            except Exception as exc:  # the supervisor never dies
+            except Exception as exc:  # noqa: BLE001 - the supervisor never dies
                 session.close("setup failed")
                 self._note_failure(exc)
             else:

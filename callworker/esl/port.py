@@ -19,6 +19,10 @@ class FreeSwitchPort(Protocol):
         """True while an authenticated, subscribed connection is up."""
         ...
 
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the connection; True once it is up."""
+        ...
+
     def api(self, command: str, *, timeout: float | None = None) -> str:
         """Run ``api <command>`` and return the api/response body.
 
