@@ -26,10 +26,10 @@ from callworker.calls.journal import Journal
 from callworker.calls.reconcile import reconcile
 from callworker.calls.service import CallService
 from callworker.config import Settings, mask_url
+from callworker.errors import StoreUnavailable
 from callworker.esl.codec import Event
 from callworker.esl.connection import EslConnection
 from callworker.esl.outbound import OutboundServer
-from callworker.errors import StoreUnavailable
 from callworker.flashcall import FlashcallService
 from callworker.http import HttpServer
 from callworker.store import delete_outbox, make_engine, migrate, pending_outbox, ping
@@ -50,59 +50,87 @@ class Worker:
         self.registry = CollectorRegistry()
         self.esl_events: Queue[Event] = Queue(maxsize=settings.esl_event_queue_size)
         self.bus = AmqpClient(
-            settings.amqp_url_value, node_id=settings.node_id, prefetch=settings.prefetch,
-            on_delivery=self._on_delivery, max_unconfirmed=settings.publish_window,
+            settings.amqp_url_value,
+            node_id=settings.node_id,
+            prefetch=settings.prefetch,
+            on_delivery=self._on_delivery,
+            max_unconfirmed=settings.publish_window,
         )
         self.relay = OutboxRelay(
-            self.bus, fetch_pending=self._fetch_pending, mark_sent=self._mark_sent,
+            self.bus,
+            fetch_pending=self._fetch_pending,
+            mark_sent=self._mark_sent,
             window=settings.publish_window,
         )
         self.journal = Journal(
-            self.engine, node=settings.node_id, notify=self.relay.notify,
+            self.engine,
+            node=settings.node_id,
+            notify=self.relay.notify,
             batch_max=settings.write_batch_max,
         )
         # ALL, narrowed by filters to the events used plus dialplan hooks (callworker::*).
         events, filters = hook_subscription(SUBSCRIBED_EVENTS)
         self.esl = EslConnection(
-            settings.esl_host, settings.esl_port, settings.esl_password.get_secret_value(),
-            events=events, filters=filters, event_format=settings.esl_event_format,
-            event_queue=self.esl_events, send_timeout=settings.esl_send_timeout_s,
+            settings.esl_host,
+            settings.esl_port,
+            settings.esl_password.get_secret_value(),
+            events=events,
+            filters=filters,
+            event_format=settings.esl_event_format,
+            event_queue=self.esl_events,
+            send_timeout=settings.esl_send_timeout_s,
             connect_timeout=settings.esl_connect_timeout_s,
-            on_connected=self._on_freeswitch_up, on_disconnected=self._on_freeswitch_down,
+            on_connected=self._on_freeswitch_up,
+            on_disconnected=self._on_freeswitch_down,
         )
         self.pump = EventPump(self.esl_events, self.journal)
         self.hooks = Hooks(self.journal)
         self.pump.on("CUSTOM", self.hooks.handle)
         self.inbound = InboundCalls(
-            journal=self.journal, node=settings.node_id, engine=self.engine, port=self.esl,
+            journal=self.journal,
+            node=settings.node_id,
+            engine=self.engine,
+            port=self.esl,
             settle_after_s=settings.inbound_settle_after_s,
         )
         self.socket_server = OutboundServer(
-            settings.socket_host, settings.socket_port,
-            on_session=self.inbound.on_session, on_session_end=self.inbound.on_session_end,
+            settings.socket_host,
+            settings.socket_port,
+            on_session=self.inbound.on_session,
+            on_session_end=self.inbound.on_session_end,
         )
         self.calls = CallService(
-            journal=self.journal, port=self.esl, engine=self.engine, node=settings.node_id,
-            gateways=settings.gateways, default_gateway=settings.default_gateway,
+            journal=self.journal,
+            port=self.esl,
+            engine=self.engine,
+            node=settings.node_id,
+            gateways=settings.gateways,
+            default_gateway=settings.default_gateway,
         )
         self.flashcalls = FlashcallService(
-            journal=self.journal, port=self.esl, engine=self.engine, bus=self.bus, settings=settings,
+            journal=self.journal,
+            port=self.esl,
+            engine=self.engine,
+            bus=self.bus,
+            settings=settings,
         )
         self.journal.observers.append(self.flashcalls.on_call_event)
         self.journal.reloaders.append(self.flashcalls.load)
         self.intake = Intake(
-            bus=self.bus, engine=self.engine, service=self.calls,
-            freeswitch_ready=self.esl.wait_connected, max_age_s=settings.command_max_age_s,
-            workers=settings.command_workers, owner_of=self._owner_of,
+            bus=self.bus,
+            engine=self.engine,
+            service=self.calls,
+            freeswitch_ready=self.esl.wait_connected,
+            max_age_s=settings.command_max_age_s,
+            workers=settings.command_workers,
+            owner_of=self._owner_of,
             extra_handlers={
                 "flashcall.create": self.flashcalls.create,
                 "flashcall.verify": self.flashcalls.verify,
             },
         )
         self._owners = [self.calls.owner_of]
-        self.http = HttpServer(
-            settings.http_host, settings.http_port, health=self.health, registry=self.registry
-        )
+        self.http = HttpServer(settings.http_host, settings.http_port, health=self.health, registry=self.registry)
         self._metrics()
 
     # ------------------------------------------------------------------ life
@@ -123,8 +151,12 @@ class Worker:
         self.http.start()
         log.info(
             "worker %s started: FreeSWITCH %s:%s, RabbitMQ %s, HTTP :%s, dialplan socket :%s",
-            self.settings.node_id, self.settings.esl_host, self.settings.esl_port,
-            mask_url(self.settings.amqp_url_value), self.http.port, self.socket_server.address[1],
+            self.settings.node_id,
+            self.settings.esl_host,
+            self.settings.esl_port,
+            mask_url(self.settings.amqp_url_value),
+            self.http.port,
+            self.socket_server.address[1],
         )
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -181,9 +213,13 @@ class Worker:
     def _fetch_pending(self, after_id: int, limit: int) -> list[OutboxItem]:
         return [
             OutboxItem(
-                id=row["id"], exchange=row["exchange"], routing_key=row["routing_key"],
-                body=bytes(row["body"]), message_id=row["message_id"],
-                correlation_id=row["correlation_id"], headers=row["headers"],
+                id=row["id"],
+                exchange=row["exchange"],
+                routing_key=row["routing_key"],
+                body=bytes(row["body"]),
+                message_id=row["message_id"],
+                correlation_id=row["correlation_id"],
+                headers=row["headers"],
             )
             for row in pending_outbox(self.engine, self.settings.node_id, after_id, limit)
         ]
@@ -222,7 +258,10 @@ class Worker:
             "callworker_outbox_backlog": ("Outbox rows not yet confirmed by RabbitMQ", lambda: self.relay.backlog),
             "callworker_freeswitch_connected": ("1 while the ESL connection is up", lambda: int(self.esl.connected)),
             "callworker_rabbitmq_connected": ("1 while RabbitMQ is ready", lambda: int(self.bus.ready)),
-            "callworker_esl_event_queue": ("FreeSWITCH events waiting for the journal", lambda: self.esl_events.qsize()),
+            "callworker_esl_event_queue": (
+                "FreeSWITCH events waiting for the journal",
+                lambda: self.esl_events.qsize(),
+            ),
             "callworker_journal_batches": ("Journal batches committed", lambda: self.journal.batches),
             "callworker_commands_handled": ("Command deliveries handled", lambda: self.intake.handled),
         }

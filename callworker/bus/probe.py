@@ -10,6 +10,7 @@ because a blocking connection must never be shared between greenlets.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from typing import Any
@@ -22,6 +23,8 @@ from gevent.queue import Empty, Queue
 from callworker.bus.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE
 
 __all__ = ["Probe", "Received"]
+
+log = logging.getLogger("callworker.probe")
 
 
 class Received(dict):  # type: ignore[type-arg]
@@ -78,7 +81,12 @@ class Probe:
     # ------------------------------------------------------------ publishing
 
     def publish_raw(
-        self, routing_key: str, body: bytes, *, reply: bool = True, correlation_id: str | None = None,
+        self,
+        routing_key: str,
+        body: bytes,
+        *,
+        reply: bool = True,
+        correlation_id: str | None = None,
         timestamp: int | None = None,
     ) -> str:
         """Publish any bytes as a command; returns the correlation id used."""
@@ -102,12 +110,16 @@ class Probe:
 
     # ------------------------------------------------------------- waiting
 
-    def reply_for(self, command_id: str | None, timeout: float = 10.0, *, correlation_id: str | None = None) -> Received:
+    def reply_for(
+        self, command_id: str | None, timeout: float = 10.0, *, correlation_id: str | None = None
+    ) -> Received:
         """The reply to a command (others that arrive meanwhile are kept for later)."""
         return _wait_for(
             self.replies,
-            lambda r: (correlation_id is not None and r["_amqp"]["correlation_id"] == correlation_id)
-            or (command_id is not None and r.get("command_id") == command_id),
+            lambda r: (
+                (correlation_id is not None and r["_amqp"]["correlation_id"] == correlation_id)
+                or (command_id is not None and r.get("command_id") == command_id)
+            ),
             timeout,
         )
 
@@ -129,8 +141,8 @@ class Probe:
         for connection in (self._sub, self._pub):
             try:
                 connection.close()
-            except Exception:
-                pass
+            except Exception:  # noqa: BLE001 - closing a probe must not fail a test or the demo
+                log.debug("closing a probe connection failed", exc_info=True)
 
 
 def _wait_for(queue: Queue[Received], predicate: Any, timeout: float) -> Received:

@@ -13,10 +13,20 @@ __all__ = ["cdr_fields", "cdr_row", "synthetic_cdr_fields", "epoch_us", "Q850"]
 
 # q850 codes of the causes a call can end with before FreeSWITCH made a channel.
 Q850 = {
-    "UNALLOCATED_NUMBER": 1, "NO_ROUTE_DESTINATION": 3, "NORMAL_CLEARING": 16, "USER_BUSY": 17,
-    "NO_USER_RESPONSE": 18, "NO_ANSWER": 19, "SUBSCRIBER_ABSENT": 20, "CALL_REJECTED": 21,
-    "DESTINATION_OUT_OF_ORDER": 27, "INVALID_NUMBER_FORMAT": 28, "NORMAL_TEMPORARY_FAILURE": 41,
-    "CHAN_NOT_IMPLEMENTED": 66, "RECOVERY_ON_TIMER_EXPIRE": 102, "ORIGINATOR_CANCEL": 16,
+    "UNALLOCATED_NUMBER": 1,
+    "NO_ROUTE_DESTINATION": 3,
+    "NORMAL_CLEARING": 16,
+    "USER_BUSY": 17,
+    "NO_USER_RESPONSE": 18,
+    "NO_ANSWER": 19,
+    "SUBSCRIBER_ABSENT": 20,
+    "CALL_REJECTED": 21,
+    "DESTINATION_OUT_OF_ORDER": 27,
+    "INVALID_NUMBER_FORMAT": 28,
+    "NORMAL_TEMPORARY_FAILURE": 41,
+    "CHAN_NOT_IMPLEMENTED": 66,
+    "RECOVERY_ON_TIMER_EXPIRE": 102,
+    "ORIGINATOR_CANCEL": 16,
 }
 
 
@@ -97,7 +107,9 @@ def synthetic_cdr_fields(record: CallRecord, cause: str, ended_at: datetime) -> 
     }
 
 
-def cdr_row(record: CallRecord, fields: dict[str, Any], *, now: datetime, reconstructed: bool = False) -> dict[str, Any]:
+def cdr_row(
+    record: CallRecord, fields: dict[str, Any], *, now: datetime, reconstructed: bool = False
+) -> dict[str, Any]:
     """The ``cdrs`` row: FreeSWITCH's figures plus what the worker knows of the call."""
     row = dict(fields)
     row.update(

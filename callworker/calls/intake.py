@@ -161,14 +161,21 @@ class Intake:
             delay = min(delay * 2, 5.0)
 
     def _run_once(
-        self, command: Command, delivery: Delivery, routing_key: str, to: Delivered,
-        key: tuple[str, str], received_at: datetime,
+        self,
+        command: Command,
+        delivery: Delivery,
+        routing_key: str,
+        to: Delivered,
+        key: tuple[str, str],
+        received_at: datetime,
     ) -> bool:
         """One attempt; True when the delivery is settled (acked)."""
         if self._expired(command, delivery, received_at):
             error = ContractError(
-                ErrorCode.COMMAND_EXPIRED, "the command expired before it could be executed",
-                command_id=command.command_id, command_type=command.type,
+                ErrorCode.COMMAND_EXPIRED,
+                "the command expired before it could be executed",
+                command_id=command.command_id,
+                command_type=command.type,
             )
             self._refuse(delivery, routing_key, error)
             return True
@@ -184,7 +191,11 @@ class Intake:
             flag.set()
 
     def _run_claimed(
-        self, command: Command, delivery: Delivery, routing_key: str, to: Delivered,
+        self,
+        command: Command,
+        delivery: Delivery,
+        routing_key: str,
+        to: Delivered,
     ) -> bool:
         """The attempt, once no other copy of the command is in hand; True when settled."""
         stored = get_command(self._engine, command.tenant, command.command_id)
@@ -213,8 +224,10 @@ class Intake:
                 raise
             log.exception("command %s (%s) failed", command.command_id, command.type)
             internal = ContractError(
-                ErrorCode.INTERNAL_ERROR, "the command could not be executed",
-                command_id=command.command_id, command_type=command.type,
+                ErrorCode.INTERNAL_ERROR,
+                "the command could not be executed",
+                command_id=command.command_id,
+                command_type=command.type,
             )
             self._refuse(delivery, routing_key, internal, dead_letter=True)
             return True
@@ -234,8 +247,13 @@ class Intake:
         if delivery.timestamp:
             headers[PUBLISHED_AT_HEADER] = delivery.timestamp
         self._bus.publish_and_wait(
-            "", node_queue(owner), delivery.body, timeout=PUBLISH_TIMEOUT_S, headers=headers,
-            message_id=delivery.message_id, correlation_id=delivery.correlation_id,
+            "",
+            node_queue(owner),
+            delivery.body,
+            timeout=PUBLISH_TIMEOUT_S,
+            headers=headers,
+            message_id=delivery.message_id,
+            correlation_id=delivery.correlation_id,
             content_type=delivery.content_type or "application/json",
         )
         log.info("command forwarded to node %s", owner)
@@ -247,15 +265,20 @@ class Intake:
             return handler(command, to)
         if not self._service.handles(command.type):
             raise ContractError(
-                ErrorCode.UNKNOWN_COMMAND, "this worker does not execute that command type",
-                command_id=command.command_id, command_type=command.type,
+                ErrorCode.UNKNOWN_COMMAND,
+                "this worker does not execute that command type",
+                command_id=command.command_id,
+                command_type=command.type,
             )
         return self._service.execute(command, to)
 
     def _expired(self, command: Command, delivery: Delivery, received_at: datetime) -> bool:
         published = _published_at(delivery.timestamp)
         return is_expired(
-            command, now=utcnow(), published_at=published, received_at=received_at,
+            command,
+            now=utcnow(),
+            published_at=published,
+            received_at=received_at,
             max_age_s=self._max_age_s,
         )
 
@@ -265,13 +288,20 @@ class Intake:
         if reply is None:
             # Interrupted between placing the call and committing the reply: the
             # call exists (or is being reconciled); never dial it again.
-            reply = reply_ok(command.command_id, command.type, {"call_id": stored.get("call_id"), "status": "initiated"})
+            reply = reply_ok(
+                command.command_id, command.type, {"call_id": stored.get("call_id"), "status": "initiated"}
+            )
             self._service.finish(command, to, reply, call_id=stored.get("call_id"))
             return
         self._service.finish(command, to, reply, call_id=stored.get("call_id"))
 
     def _refuse(
-        self, delivery: Delivery, routing_key: str, error: ContractError, *, dead_letter: bool | None = None,
+        self,
+        delivery: Delivery,
+        routing_key: str,
+        error: ContractError,
+        *,
+        dead_letter: bool | None = None,
     ) -> None:
         """Answer with the error and, for bad commands, dead-letter them; then ack."""
         try:
@@ -280,14 +310,21 @@ class Intake:
                 headers[ERROR_HEADER] = str(error)
                 headers[ROUTING_KEY_HEADER] = routing_key  # the true one, not a publisher's
                 self._bus.publish_and_wait(
-                    DLX_EXCHANGE, _dead_letter_key(routing_key), delivery.body,
-                    timeout=PUBLISH_TIMEOUT_S, headers=headers, message_id=delivery.message_id,
+                    DLX_EXCHANGE,
+                    _dead_letter_key(routing_key),
+                    delivery.body,
+                    timeout=PUBLISH_TIMEOUT_S,
+                    headers=headers,
+                    message_id=delivery.message_id,
                     content_type=delivery.content_type or "application/octet-stream",
                 )
             if delivery.reply_to:
                 self._bus.publish_and_wait(
-                    "", delivery.reply_to, encode_json(reply_error(error)),
-                    timeout=PUBLISH_TIMEOUT_S, correlation_id=delivery.correlation_id,
+                    "",
+                    delivery.reply_to,
+                    encode_json(reply_error(error)),
+                    timeout=PUBLISH_TIMEOUT_S,
+                    correlation_id=delivery.correlation_id,
                 )
         except (BrokerUnavailable, PublishFailed):
             log.warning("could not dead-letter or answer a refused command; it will come back")

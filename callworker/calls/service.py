@@ -117,8 +117,13 @@ class CallService:
     # ------------------------------------------------------------ helpers
 
     def finish(
-        self, command: Command, to: Delivered, reply: dict[str, Any], *,
-        call_id: str | None = None, then: Callable[[Unit], None] | None = None,
+        self,
+        command: Command,
+        to: Delivered,
+        reply: dict[str, Any],
+        *,
+        call_id: str | None = None,
+        then: Callable[[Unit], None] | None = None,
     ) -> dict[str, Any]:
         """Commit the command record, its reply, and ``then``'s changes in one batch."""
 
@@ -126,8 +131,12 @@ class CallService:
             if then is not None:
                 then(unit)
             unit.save_command(
-                tenant=command.tenant, command_id=command.command_id, command_type=command.type,
-                status="done", reply=reply, call_id=call_id,
+                tenant=command.tenant,
+                command_id=command.command_id,
+                command_type=command.type,
+                status="done",
+                reply=reply,
+                call_id=call_id,
             )
             unit.reply(to.reply_to, to.correlation_id, reply)
             return reply
@@ -135,9 +144,7 @@ class CallService:
         return self._journal.run(op)
 
     def _error(self, command: Command, code: ErrorCode, message: str, **details: Any) -> ContractError:
-        return ContractError(
-            code, message, details=details, command_id=command.command_id, command_type=command.type
-        )
+        return ContractError(code, message, details=details, command_id=command.command_id, command_type=command.type)
 
     def _live_call(self, command: Command, call_id: str) -> CallRecord:
         """The caller's live call on this node, or the reason it cannot be acted on."""
@@ -148,7 +155,9 @@ class CallService:
         if row is None:
             raise self._error(command, ErrorCode.CALL_NOT_FOUND, "no such call", call_id=call_id)
         if Status(row["status"]) in TERMINAL:
-            raise self._error(command, ErrorCode.CALL_NOT_ACTIVE, "the call has ended", call_id=call_id, status=row["status"])
+            raise self._error(
+                command, ErrorCode.CALL_NOT_ACTIVE, "the call has ended", call_id=call_id, status=row["status"]
+            )
         # Live in the database but not held here: another node's call (or one
         # whose node is gone); this node cannot act on it.
         raise self._error(command, ErrorCode.CALL_NOT_ACTIVE, "the call is not held by this node", call_id=call_id)
@@ -169,9 +178,13 @@ class CallService:
         if self._journal.knows(call_id) or call_id_taken(self._engine, call_id):
             raise self._error(command, ErrorCode.VALIDATION_ERROR, "call_id is already in use", field="call_id")
         dial = builders.originate(
-            call_id=call_id, destination_number=command.destination_number, gateway=gateway,
-            timeout_s=command.timeout_s, caller_id_number=command.caller_id_number,
-            caller_id_name=command.caller_id_name, privacy=command.privacy,
+            call_id=call_id,
+            destination_number=command.destination_number,
+            gateway=gateway,
+            timeout_s=command.timeout_s,
+            caller_id_number=command.caller_id_number,
+            caller_id_name=command.caller_id_name,
+            privacy=command.privacy,
             variables={"callworker_tenant": command.tenant},
         )
         if not self._port.connected:
@@ -182,7 +195,12 @@ class CallService:
             self._dial(call_id, dial)
         finally:
             self.dialling.discard(call_id)
-        return self.finish(command, to, reply_ok(command.command_id, command.type, {"call_id": call_id, "status": "initiated"}), call_id=call_id)
+        return self.finish(
+            command,
+            to,
+            reply_ok(command.command_id, command.type, {"call_id": call_id, "status": "initiated"}),
+            call_id=call_id,
+        )
 
     def _dial(self, call_id: str, dial: str) -> None:
         """Send the originate once; again only if nothing of it reached FreeSWITCH."""
@@ -208,9 +226,15 @@ class CallService:
     def _open_call_op(self, command: OriginateCommand, call_id: str) -> Callable[[Unit], None]:
         now = utcnow()
         record = CallRecord(
-            call_id=call_id, tenant=command.tenant, node=self._node, direction="outbound",
-            status=Status.INITIATED, initiated_at=now, destination_number=command.destination_number,
-            caller_id_number=command.caller_id_number, caller_id_name=command.caller_id_name,
+            call_id=call_id,
+            tenant=command.tenant,
+            node=self._node,
+            direction="outbound",
+            status=Status.INITIATED,
+            initiated_at=now,
+            destination_number=command.destination_number,
+            caller_id_number=command.caller_id_number,
+            caller_id_name=command.caller_id_name,
         )
 
         def op(unit: Unit) -> None:
@@ -218,8 +242,12 @@ class CallService:
                 raise self._error(command, ErrorCode.VALIDATION_ERROR, "call_id is already in use", field="call_id")
             unit.open_call(record)
             unit.save_command(
-                tenant=command.tenant, command_id=command.command_id, command_type=command.type,
-                status="executing", reply=None, call_id=call_id,
+                tenant=command.tenant,
+                command_id=command.command_id,
+                command_type=command.type,
+                status="executing",
+                reply=None,
+                call_id=call_id,
             )
             unit.emit(record, "call.initiated", now, call_snapshot(record, now=now))
 
@@ -240,7 +268,13 @@ class CallService:
     def hold(self, command: HoldCommand, to: Delivered) -> dict[str, Any]:
         record = self._live_call(command, command.call_id)
         if record.status not in ANSWERED_STATUSES:
-            raise self._error(command, ErrorCode.CALL_NOT_ACTIVE, "only an answered call can be held", call_id=record.call_id, status=str(record.status))
+            raise self._error(
+                command,
+                ErrorCode.CALL_NOT_ACTIVE,
+                "only an answered call can be held",
+                call_id=record.call_id,
+                status=str(record.status),
+            )
         if record.on_hold != command.hold:
             self._api(command, builders.uuid_hold(record.call_id, command.hold))
         result = {"call_id": record.call_id, "on_hold": command.hold}
@@ -262,14 +296,20 @@ class CallService:
         reply = reply_ok(command.command_id, command.type, result)
         return self.finish(command, to, reply, call_id=record.call_id, then=publish)
 
-    def _status_reply(self, command: Command, to: Delivered, record: CallRecord, result: dict[str, Any]) -> dict[str, Any]:
+    def _status_reply(
+        self, command: Command, to: Delivered, record: CallRecord, result: dict[str, Any]
+    ) -> dict[str, Any]:
         """A reply whose ``status`` is the call's status when the reply is committed."""
 
         def op(unit: Unit) -> dict[str, Any]:
             reply = reply_ok(command.command_id, command.type, {**result, "status": str(record.status)})
             unit.save_command(
-                tenant=command.tenant, command_id=command.command_id, command_type=command.type,
-                status="done", reply=reply, call_id=record.call_id,
+                tenant=command.tenant,
+                command_id=command.command_id,
+                command_type=command.type,
+                status="done",
+                reply=reply,
+                call_id=record.call_id,
             )
             unit.reply(to.reply_to, to.correlation_id, reply)
             return reply
@@ -291,9 +331,13 @@ class CallService:
 
     def call_list(self, command: CallListCommand, to: Delivered) -> dict[str, Any]:
         rows, total = list_calls(
-            self._engine, command.tenant, from_=command.from_, to=command.to,
+            self._engine,
+            command.tenant,
+            from_=command.from_,
+            to=command.to,
             status=str(command.status) if command.status else None,
-            limit=command.limit, offset=command.offset,
+            limit=command.limit,
+            offset=command.offset,
         )
         result = {
             "calls": [call_snapshot(row) for row in rows],
@@ -304,8 +348,12 @@ class CallService:
 
     def cdr_list(self, command: CdrListCommand, to: Delivered) -> dict[str, Any]:
         rows, total = list_cdrs(
-            self._engine, command.tenant, from_=command.from_, to=command.to,
-            limit=command.limit, offset=command.offset,
+            self._engine,
+            command.tenant,
+            from_=command.from_,
+            to=command.to,
+            limit=command.limit,
+            offset=command.offset,
         )
         result = {
             "cdrs": [cdr_data(row) for row in rows],

@@ -10,7 +10,7 @@ ignored so that newer clients may add optional fields.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
@@ -90,7 +90,7 @@ def _timestamp(value: Any) -> Any:
         raise ValueError("must be an ISO 8601 timestamp string with offset")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("must carry a UTC offset, e.g. +00:00 or Z")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 StrictStr = Annotated[str, Field(strict=True)]

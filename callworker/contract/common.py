@@ -7,7 +7,7 @@ trailing newline, and a newline smuggled into a FreeSWITCH command line is a new
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -165,7 +165,7 @@ HANGUP_CAUSES: frozenset[str] = frozenset(
 
 def utcnow() -> datetime:
     """The current time, timezone-aware, in UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def to_iso(dt: datetime) -> str:
@@ -175,5 +175,5 @@ def to_iso(dt: datetime) -> str:
     naive values for columns that were written in UTC.
     """
     if dt.tzinfo is None or dt.utcoffset() is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc).isoformat(timespec="microseconds")
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).isoformat(timespec="microseconds")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from typing import Any
 
@@ -192,7 +192,7 @@ def _as_datetime(value: Any) -> datetime | None:
 
 def _seconds_between(start: datetime, end: datetime) -> int:
     # Naive values (SQLite) are UTC.
-    start, end = (d if d.tzinfo else d.replace(tzinfo=timezone.utc) for d in (start, end))
+    start, end = (d if d.tzinfo else d.replace(tzinfo=UTC) for d in (start, end))
     return max(0, int((end - start).total_seconds()))
 
 

@@ -34,8 +34,8 @@ from greenswitch.esl import InboundESL
 
 from callworker.errors import (
     FreeSwitchAuthError,
-    FreeSwitchNotSent,
     FreeSwitchError,
+    FreeSwitchNotSent,
     FreeSwitchTimeout,
     FreeSwitchUnavailable,
     ProtocolError,

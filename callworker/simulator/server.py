@@ -45,7 +45,7 @@ class Simulator:
         self,
         host: str = "127.0.0.1",
         port: int = 8021,
-        password: str = "ClueCon",
+        password: str = "ClueCon",  # noqa: S107 - FreeSWITCH's own documented default
         *,
         ring_delay: float = 0.05,
         answer_delay: float = 0.15,

@@ -55,9 +55,11 @@ def setup(tmp_path: Path) -> Iterator[tuple[CallService, Journal, EventPump, Fak
     journal = Journal(engine, node="fs1", notify=published.extend)
     journal.start()
     port = FakePort()
-    service = CallService(journal=journal, port=port, engine=engine, node="fs1",
-                          gateways=("default",), default_gateway="default")
+    service = CallService(
+        journal=journal, port=port, engine=engine, node="fs1", gateways=("default",), default_gateway="default"
+    )
     from gevent.queue import Queue
+
     pump = EventPump(Queue(), journal)
     yield service, journal, pump, port, published, engine
     journal.stop()
@@ -102,19 +104,40 @@ def test_originate_sends_one_validated_bgapi_and_commits_the_reply(setup: Any) -
 
 def test_events_become_contract_events_with_gapless_seq(setup: Any) -> None:
     service, journal, pump, port, published, engine = setup
-    call_id = service.execute(command("originate", destination_number="+15551230001"), Delivered(None, None))["result"]["call_id"]
-    for name in ("CHANNEL_CREATE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_ANSWER",
-                 "CHANNEL_HOLD", "CHANNEL_UNHOLD"):
+    call_id = service.execute(command("originate", destination_number="+15551230001"), Delivered(None, None))["result"][
+        "call_id"
+    ]
+    for name in (
+        "CHANNEL_CREATE",
+        "CHANNEL_PROGRESS",
+        "CHANNEL_PROGRESS_MEDIA",
+        "CHANNEL_ANSWER",
+        "CHANNEL_HOLD",
+        "CHANNEL_UNHOLD",
+    ):
         pump.handle(fs_event(name, call_id))
-    pump.handle(fs_event("CHANNEL_HANGUP_COMPLETE", call_id, **{
-        "variable_hangup_cause": "NORMAL_CLEARING", "variable_hangup_cause_q850": "16",
-        "variable_billsec": "7", "variable_answer_uepoch": "1700000001000000",
-    }))
+    pump.handle(
+        fs_event(
+            "CHANNEL_HANGUP_COMPLETE",
+            call_id,
+            **{
+                "variable_hangup_cause": "NORMAL_CLEARING",
+                "variable_hangup_cause_q850": "16",
+                "variable_billsec": "7",
+                "variable_answer_uepoch": "1700000001000000",
+            },
+        )
+    )
     pump.handle(fs_event("CHANNEL_HANGUP_COMPLETE", call_id))  # repeated: ignored
     sync(journal)
     assert published_types(published, call_id) == [
-        "call.initiated", "call.ringing", "call.answered", "call.held", "call.unheld",
-        "call.completed", "call.cdr",
+        "call.initiated",
+        "call.ringing",
+        "call.answered",
+        "call.held",
+        "call.unheld",
+        "call.completed",
+        "call.cdr",
     ]
     assert [e["seq"] for e in call_events(engine, call_id)] == [1, 2, 3, 4, 5, 6, 7]
     assert get_cdr(engine, TENANT, call_id)["billsec"] == 7
@@ -123,7 +146,9 @@ def test_events_become_contract_events_with_gapless_seq(setup: Any) -> None:
 
 def test_mute_is_published_by_the_worker_and_only_on_change(setup: Any) -> None:
     service, journal, pump, port, published, engine = setup
-    call_id = service.execute(command("originate", destination_number="+15551230001"), Delivered(None, None))["result"]["call_id"]
+    call_id = service.execute(command("originate", destination_number="+15551230001"), Delivered(None, None))["result"][
+        "call_id"
+    ]
     pump.handle(fs_event("CHANNEL_ANSWER", call_id))
     sync(journal)
     service.execute(command("mute", call_id=call_id), Delivered(None, None))
@@ -134,7 +159,9 @@ def test_mute_is_published_by_the_worker_and_only_on_change(setup: Any) -> None:
 
 def test_refused_before_any_channel_ends_failed_with_a_cdr(setup: Any) -> None:
     service, journal, pump, port, published, engine = setup
-    call_id = service.execute(command("originate", destination_number="+15551230001"), Delivered(None, None))["result"]["call_id"]
+    call_id = service.execute(command("originate", destination_number="+15551230001"), Delivered(None, None))["result"][
+        "call_id"
+    ]
     job = Event({"Event-Name": "BACKGROUND_JOB", "Job-UUID": call_id}, "-ERR GATEWAY_DOWN\n", encoded=False)
     pump.handle(job)
     sync(journal)
@@ -144,7 +171,9 @@ def test_refused_before_any_channel_ends_failed_with_a_cdr(setup: Any) -> None:
 
 def test_hangup_before_answer_is_cancelled_and_state_refusals_are_replies(setup: Any) -> None:
     service, journal, pump, port, published, engine = setup
-    call_id = service.execute(command("originate", destination_number="+15551230001"), Delivered(None, None))["result"]["call_id"]
+    call_id = service.execute(command("originate", destination_number="+15551230001"), Delivered(None, None))["result"][
+        "call_id"
+    ]
     pump.handle(fs_event("CHANNEL_CREATE", call_id))
     pump.handle(fs_event("CHANNEL_PROGRESS", call_id))
     sync(journal)
@@ -161,8 +190,12 @@ def test_hangup_before_answer_is_cancelled_and_state_refusals_are_replies(setup:
 
 def test_reconcile_ends_calls_freeswitch_no_longer_has(setup: Any) -> None:
     service, journal, pump, port, published, engine = setup
-    kept = service.execute(command("originate", destination_number="+15551230001"), Delivered(None, None))["result"]["call_id"]
-    gone = service.execute(command("originate", destination_number="+15551230002"), Delivered(None, None))["result"]["call_id"]
+    kept = service.execute(command("originate", destination_number="+15551230001"), Delivered(None, None))["result"][
+        "call_id"
+    ]
+    gone = service.execute(command("originate", destination_number="+15551230002"), Delivered(None, None))["result"][
+        "call_id"
+    ]
     pump.handle(fs_event("CHANNEL_ANSWER", gone))
     port.channels = {kept}
     assert reconcile(journal, port) == 1

@@ -611,6 +611,6 @@ def test_backoff_grows_to_its_cap_with_jitter_and_resets() -> None:
     backoff = Backoff(0.1, 1.0)
     delays = [backoff.next() for _ in range(8)]
     ceilings = [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0]
-    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings))
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
     backoff.reset()
     assert 0.05 <= backoff.next() <= 0.1

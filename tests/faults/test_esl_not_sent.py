@@ -14,8 +14,7 @@ import gevent
 import pytest
 from gevent.queue import Queue
 
-from callworker.errors import FreeSwitchUnavailable
-from callworker.errors import FreeSwitchNotSent
+from callworker.errors import FreeSwitchNotSent, FreeSwitchUnavailable
 from callworker.esl.connection import EslConnection, EslSession
 from callworker.simulator import Simulator
 

@@ -12,10 +12,30 @@ from typing import Any
 from hypothesis import strategies as st
 
 __all__ = [
-    "ATTACKS", "BREAKERS", "EXTRA_VALUE", "EXTRA_VARIABLE", "GATEWAY_NAME", "LIVE_CALL", "MISSING",
-    "NAME", "PHONE", "SERVICE_VARIABLES", "TENANT_NAME", "UUID_ANY_CASE", "UUID_LOWER", "fits",
-    "json_values", "names", "nasty", "parse_originate", "phones", "some_wild", "spliced",
-    "split_frame", "uuids", "uuids_any_case",
+    "ATTACKS",
+    "BREAKERS",
+    "EXTRA_VALUE",
+    "EXTRA_VARIABLE",
+    "GATEWAY_NAME",
+    "LIVE_CALL",
+    "MISSING",
+    "NAME",
+    "PHONE",
+    "SERVICE_VARIABLES",
+    "TENANT_NAME",
+    "UUID_ANY_CASE",
+    "UUID_LOWER",
+    "fits",
+    "json_values",
+    "names",
+    "nasty",
+    "parse_originate",
+    "phones",
+    "some_wild",
+    "spliced",
+    "split_frame",
+    "uuids",
+    "uuids_any_case",
 ]
 
 # The call the attacks aim at (answered in the component rig).
@@ -84,9 +104,39 @@ def split_frame(payload: bytes) -> tuple[str, dict[str, str]]:
 # ---------------------------------------------------------------- strategies
 
 BREAKERS = [
-    "\n", "\r", "\r\n", "\n\napi hupall\n\n", "\x00", "\t", "\x0b", "\x0c", "\x85", "\u2028",
-    " ", ",", "{", "}", "[", "]", "|", "&", "'", '"', "\\", ";", "^", "=", "/", "(", ")",
-    "&park()", "}sofia/gateway/default/15550000000", "${hupall}", "%0A", "\u0661", "\uff11",
+    "\n",
+    "\r",
+    "\r\n",
+    "\n\napi hupall\n\n",
+    "\x00",
+    "\t",
+    "\x0b",
+    "\x0c",
+    "\x85",
+    "\u2028",
+    " ",
+    ",",
+    "{",
+    "}",
+    "[",
+    "]",
+    "|",
+    "&",
+    "'",
+    '"',
+    "\\",
+    ";",
+    "^",
+    "=",
+    "/",
+    "(",
+    ")",
+    "&park()",
+    "}sofia/gateway/default/15550000000",
+    "${hupall}",
+    "%0A",
+    "\u0661",
+    "\uff11",
 ]
 
 ATTACKS = [
@@ -128,14 +178,20 @@ names = st.from_regex(NAME, fullmatch=True)
 uuids = st.uuids().map(str)
 uuids_any_case = st.one_of(uuids, uuids.map(str.upper))
 json_values = st.one_of(
-    st.none(), st.booleans(), st.integers(-1000, 1000), st.floats(allow_nan=False),
-    st.text(max_size=10), st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(-1000, 1000),
+    st.floats(allow_nan=False),
+    st.text(max_size=10),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
 MISSING = object()
 
 
-
-def some_wild(valid: dict[str, st.SearchStrategy[Any]], wild: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[dict[str, Any]]:
+def some_wild(
+    valid: dict[str, st.SearchStrategy[Any]], wild: dict[str, st.SearchStrategy[Any]]
+) -> st.SearchStrategy[dict[str, Any]]:
     """Values for every field: up to three (often none) drawn wild, the others valid.
 
     Drawing every field wild at once would almost never produce a command the

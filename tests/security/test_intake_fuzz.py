@@ -67,16 +67,25 @@ class Maker:
 
     def valid(self) -> dict[str, Any]:
         """A command that would be accepted (the material the bad ones are made of)."""
-        command_type, fields = self.rng.choice([
-            ("originate", {"destination_number": "+15551230001", "caller_id_name": "Fuzz",
-                           "call_id": str(uuid.uuid4()), "timeout_s": 30}),
-            ("hangup", {"call_id": str(uuid.uuid4()), "cause": "NORMAL_CLEARING"}),
-            ("hold", {"call_id": str(uuid.uuid4()), "hold": True}),
-            ("mute", {"call_id": str(uuid.uuid4())}),
-            ("call.get", {"call_id": str(uuid.uuid4())}),
-            ("call.list", {"limit": 10, "status": "answered"}),
-            ("cdr.list", {"limit": 10}),
-        ])
+        command_type, fields = self.rng.choice(
+            [
+                (
+                    "originate",
+                    {
+                        "destination_number": "+15551230001",
+                        "caller_id_name": "Fuzz",
+                        "call_id": str(uuid.uuid4()),
+                        "timeout_s": 30,
+                    },
+                ),
+                ("hangup", {"call_id": str(uuid.uuid4()), "cause": "NORMAL_CLEARING"}),
+                ("hold", {"call_id": str(uuid.uuid4()), "hold": True}),
+                ("mute", {"call_id": str(uuid.uuid4())}),
+                ("call.get", {"call_id": str(uuid.uuid4())}),
+                ("call.list", {"limit": 10, "status": "answered"}),
+                ("cdr.list", {"limit": 10}),
+            ]
+        )
         return {"v": 1, "command_id": str(uuid.uuid4()), "type": command_type, **fields}
 
     def key(self, body: dict[str, Any]) -> str:
@@ -128,7 +137,9 @@ class Maker:
     def deep(self) -> Bad:
         depth = self.rng.randint(3_000, 30_000)
         opener, closer = self.rng.choice([("[", "]"), ('{"a":', "}")])
-        return Bad("deep nesting", f"{self.tenant}.originate", (opener * depth + "1" + closer * depth).encode(), INVALID)
+        return Bad(
+            "deep nesting", f"{self.tenant}.originate", (opener * depth + "1" + closer * depth).encode(), INVALID
+        )
 
     def deep_field(self) -> Bad:
         body = self.valid()
@@ -146,20 +157,36 @@ class Maker:
 
     def bad_routing_key(self) -> Bad:
         body = self.valid()
-        tenant = self.rng.choice(["ACME", "-acme", "_x", "", "a" * 64, "acme corp", "\u00fcnicode",
-                                  "acme\n", "acme*", "#", "acme#x", "a/b", "tenant!"])
+        tenant = self.rng.choice(
+            [
+                "ACME",
+                "-acme",
+                "_x",
+                "",
+                "a" * 64,
+                "acme corp",
+                "\u00fcnicode",
+                "acme\n",
+                "acme*",
+                "#",
+                "acme#x",
+                "a/b",
+                "tenant!",
+            ]
+        )
         return Bad("bad tenant", f"{tenant}.{body['type']}", json.dumps(body).encode(), VALIDATION)
 
     def unknown_type(self) -> Bad:
         body = self.valid()
-        route = self.rng.choice(["fly", "", "originate.now", "ORIGINATE", "call", "call.delete",
-                                 "flashcall", "x" * 100, "hook.survey_done"])
+        route = self.rng.choice(
+            ["fly", "", "originate.now", "ORIGINATE", "call", "call.delete", "flashcall", "x" * 100, "hook.survey_done"]
+        )
         if self.rng.random() < 0.5:
             body["type"] = route
         return Bad("unknown type", f"{self.tenant}.{route}", json.dumps(body).encode(), frozenset({"UNKNOWN_COMMAND"}))
 
     def not_an_object(self) -> Bad:
-        value = self.rng.choice(['[1, 2]', '"originate"', "42", "null", "true", "[]", '[{"v": 1}]', '""', "1e999"])
+        value = self.rng.choice(["[1, 2]", '"originate"', "42", "null", "true", "[]", '[{"v": 1}]', '""', "1e999"])
         return Bad("not an object", f"{self.tenant}.originate", value.encode(), INVALID)
 
     def non_standard_number(self) -> Bad:
@@ -171,19 +198,36 @@ class Maker:
     def broken_envelope(self) -> Bad:
         body = self.valid()
         del body[self.rng.choice(["v", "command_id", "type"])]
-        return Bad("broken envelope", self.key({"type": self.rng.choice(["originate", "call.list"])}),
-                   json.dumps(body).encode(), VALIDATION)
+        return Bad(
+            "broken envelope",
+            self.key({"type": self.rng.choice(["originate", "call.list"])}),
+            json.dumps(body).encode(),
+            VALIDATION,
+        )
 
     def expired(self) -> Bad:
-        body = {**self.valid(), "expires_at": (datetime.now(UTC) - timedelta(seconds=self.rng.randint(1, 10**6))).isoformat()}
+        body = {
+            **self.valid(),
+            "expires_at": (datetime.now(UTC) - timedelta(seconds=self.rng.randint(1, 10**6))).isoformat(),
+        }
         return Bad("expired", self.key(body), json.dumps(body).encode(), frozenset({"COMMAND_EXPIRED"}))
 
 
 MIX: list[tuple[Callable[[Maker], Bad], int]] = [
-    (Maker.random_bytes, 400), (Maker.truncated, 400), (Maker.wrong_type, 600), (Maker.huge_string, 120),
-    (Maker.oversize, 40), (Maker.deep, 120), (Maker.deep_field, 60), (Maker.bad_utf8, 300),
-    (Maker.bad_routing_key, 300), (Maker.unknown_type, 150), (Maker.not_an_object, 150),
-    (Maker.non_standard_number, 100), (Maker.broken_envelope, 150), (Maker.expired, 60),
+    (Maker.random_bytes, 400),
+    (Maker.truncated, 400),
+    (Maker.wrong_type, 600),
+    (Maker.huge_string, 120),
+    (Maker.oversize, 40),
+    (Maker.deep, 120),
+    (Maker.deep_field, 60),
+    (Maker.bad_utf8, 300),
+    (Maker.bad_routing_key, 300),
+    (Maker.unknown_type, 150),
+    (Maker.not_an_object, 150),
+    (Maker.non_standard_number, 100),
+    (Maker.broken_envelope, 150),
+    (Maker.expired, 60),
 ]
 
 
@@ -199,8 +243,10 @@ def make_messages(tenant: str, reply_queue: str) -> list[Bad]:
         # Junk headers, also the one a forwarded command carries, on bodies that fail
         # before any routing key is read (what the header may do is for the tenant tests).
         if bad.expect == INVALID and rng.random() < 0.3:
-            bad.headers = {"x-callworker-routing-key": rng.choice([b"\xff\xfe", 7, "acme.originate\n", "x" * 300]),
-                           "x-junk": {"nested": [1, "two", None]}}
+            bad.headers = {
+                "x-callworker-routing-key": rng.choice([b"\xff\xfe", 7, "acme.originate\n", "x" * 300]),
+                "x-junk": {"nested": [1, "two", None]},
+            }
         if rng.random() < 0.05:
             bad.content_type = rng.choice([None, "text/plain", "application/octet-stream"])
     return messages
@@ -212,10 +258,20 @@ def publish_all(amqp_url: str, messages: list[Bad]) -> None:
         channel = connection.channel()
         channel.confirm_delivery()
         for bad in messages:
-            channel.basic_publish(COMMANDS_EXCHANGE, bad.routing_key, bad.body, pika.BasicProperties(
-                content_type=bad.content_type, delivery_mode=2, reply_to=bad.reply_to,
-                correlation_id=bad.id, message_id=bad.id, headers=bad.headers, timestamp=int(time.time()),
-            ))
+            channel.basic_publish(
+                COMMANDS_EXCHANGE,
+                bad.routing_key,
+                bad.body,
+                pika.BasicProperties(
+                    content_type=bad.content_type,
+                    delivery_mode=2,
+                    reply_to=bad.reply_to,
+                    correlation_id=bad.id,
+                    message_id=bad.id,
+                    headers=bad.headers,
+                    timestamp=int(time.time()),
+                ),
+            )
     finally:
         connection.close()
 
@@ -258,7 +314,11 @@ def fuzz_worker(simulator: Simulator, pg_url: str, amqp_url: str) -> Iterator[Wo
 
 
 def test_thousands_of_malformed_commands_are_each_answered_and_dead_lettered_once(
-    fuzz_worker: Worker, probe: Probe, tenant: str, simulator: Simulator, amqp_url: str,
+    fuzz_worker: Worker,
+    probe: Probe,
+    tenant: str,
+    simulator: Simulator,
+    amqp_url: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     dead_letters(amqp_url)  # start from an empty dead-letter queue
@@ -298,7 +358,11 @@ def test_thousands_of_malformed_commands_are_each_answered_and_dead_lettered_onc
 
 @pytest.mark.parametrize("timestamp", [253402300800, 2**64 - 1])
 def test_a_command_with_a_timestamp_past_year_9999_is_still_answered(
-    worker: Worker, probe: Probe, tenant: str, amqp_url: str, timestamp: int,
+    worker: Worker,
+    probe: Probe,
+    tenant: str,
+    amqp_url: str,
+    timestamp: int,
 ) -> None:
     """The AMQP timestamp is the publisher's to set; an absurd one must not wedge the delivery."""
     body = {"v": 1, "command_id": str(uuid.uuid4()), "type": "call.list"}

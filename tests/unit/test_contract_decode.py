@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,7 +24,7 @@ from callworker.contract import (
 CID = "6f1c2d3e-1111-4222-8333-444455556666"
 CALL = "0a1b2c3d-4e5f-4a6b-8c7d-8e9fa0b1c2d3"
 ORDER = "9d8c7b6a-5f4e-4d3c-8b2a-190817161514"
-T0 = datetime(2026, 11, 22, 10, 31, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 22, 10, 31, tzinfo=UTC)
 
 
 def msg(command_type: str, **fields: Any) -> dict[str, Any]:
@@ -357,13 +357,13 @@ HAPPY = [
     ("call.list",
      {"from": "2026-11-22T10:00:00+03:00", "to": "2026-11-22T12:00:00Z",
       "status": "answered", "limit": 100, "offset": 7},
-     {"from_": datetime(2026, 11, 22, 7, 0, tzinfo=timezone.utc),
-      "to": datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc),
+     {"from_": datetime(2026, 11, 22, 7, 0, tzinfo=UTC),
+      "to": datetime(2026, 11, 22, 12, 0, tzinfo=UTC),
       "status": CallStatus.answered, "limit": 100, "offset": 7}),
     ("cdr.list", {}, {"from_": None, "to": None, "limit": 100, "offset": 0}),
     ("cdr.list", {"limit": 1000, "from": "2026-11-22T10:31:00.123456+00:00"},
      {"limit": 1000,
-      "from_": datetime(2026, 11, 22, 10, 31, 0, 123456, tzinfo=timezone.utc)}),
+      "from_": datetime(2026, 11, 22, 10, 31, 0, 123456, tzinfo=UTC)}),
     ("flashcall.create", {"phone": "+79991234567"},
      {"phone": "+79991234567", "code": None, "return_code": False}),
     ("flashcall.create", {"phone": "79991234567", "code": "0042", "return_code": True},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
@@ -26,7 +26,7 @@ from callworker.contract import (
 
 CALL = "0a1b2c3d-4e5f-4a6b-8c7d-8e9fa0b1c2d3"
 ORDER = "9d8c7b6a-5f4e-4d3c-8b2a-190817161514"
-T0 = datetime(2026, 11, 22, 10, 31, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 22, 10, 31, tzinfo=UTC)
 
 
 def test_event_types_are_the_contracts() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from uuid import UUID
 
@@ -133,7 +133,7 @@ def test_max_body_is_64_kib() -> None:
 @pytest.mark.parametrize(
     ("dt", "text"),
     [
-        (datetime(2026, 11, 22, 10, 31, tzinfo=timezone.utc), "2026-11-22T10:31:00.000000+00:00"),
+        (datetime(2026, 11, 22, 10, 31, tzinfo=UTC), "2026-11-22T10:31:00.000000+00:00"),
         (datetime(2026, 11, 22, 13, 31, 0, 123456, tzinfo=timezone(timedelta(hours=3))),
          "2026-11-22T10:31:00.123456+00:00"),
         (datetime(2026, 11, 22, 10, 31, 0, 5), "2026-11-22T10:31:00.000005+00:00"),
@@ -142,7 +142,7 @@ def test_max_body_is_64_kib() -> None:
 )
 def test_to_iso(dt: datetime, text: str) -> None:
     assert to_iso(dt) == text
-    assert datetime.fromisoformat(text) == dt.replace(tzinfo=dt.tzinfo or timezone.utc)
+    assert datetime.fromisoformat(text) == dt.replace(tzinfo=dt.tzinfo or UTC)
 
 
 def test_utcnow_is_aware_utc() -> None:
@@ -178,7 +178,7 @@ def test_model_built_in_code_applies_the_same_rules() -> None:
 
 
 def test_call_list_takes_from_by_python_name_and_wire_name() -> None:
-    t = datetime(2026, 11, 22, tzinfo=timezone.utc)
+    t = datetime(2026, 11, 22, tzinfo=UTC)
     by_name = CallListCommand(v=1, command_id=CID, tenant="acme", from_=t)
     by_alias = CallListCommand.model_validate(
         {"v": 1, "command_id": CID, "tenant": "acme", "from": "2026-11-22T00:00:00Z"}
@@ -247,7 +247,7 @@ def test_encode_json_round_trip() -> None:
 
 def test_encode_json_writes_models_by_wire_name() -> None:
     cmd = CallListCommand(v=1, command_id=CID, tenant="acme",
-                          from_=datetime(2026, 11, 22, tzinfo=timezone.utc))
+                          from_=datetime(2026, 11, 22, tzinfo=UTC))
     out = json.loads(encode_json(cmd))
     assert out["from"] == "2026-11-22T00:00:00.000000+00:00"
     assert "from_" not in out

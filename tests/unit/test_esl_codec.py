@@ -54,7 +54,7 @@ def feed_in(chunks: list[bytes]) -> tuple[list[Frame], FrameParser]:
 def random_splits(data: bytes, seed: int) -> list[bytes]:
     rng = random.Random(seed)
     cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(1, 200))))
-    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
+    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
 
 
 def frames_of(data: bytes) -> list[Frame]:

@@ -269,7 +269,7 @@ def test_status_has_the_shape_of_capture_19(captures_dir: Path) -> None:
     real = raw.split(b"\n\n", 1)[1].decode().splitlines(keepends=True)
     ours = status_text(Switch("sim1", "127.0.0.1", Timing(0, 0, 0))).splitlines(keepends=True)
     assert len(ours) == len(real)
-    for mine, theirs in zip(ours, real):
+    for mine, theirs in zip(ours, real, strict=True):
         assert [w for w in mine.split(" ") if not w.isdigit()] == [
             w for w in theirs.split(" ") if not w.isdigit()
         ]
