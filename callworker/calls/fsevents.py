@@ -19,11 +19,11 @@ from callworker.calls.cdr import cdr_fields, cdr_row, epoch_us, synthetic_cdr_fi
 from callworker.calls.clean import clean_token
 from callworker.calls.journal import Journal, Unit
 from callworker.calls.record import CallRecord
-from callworker.calls.states import FS_EVENT_SIGNALS, TERMINAL, Signal, end_signal
+from callworker.calls.states import ANSWERED_STATUSES, FS_EVENT_SIGNALS, TERMINAL, Signal, end_signal
 from callworker.contract import utcnow
 from callworker.esl.codec import Event
 
-__all__ = ["SUBSCRIBED_EVENTS", "EventPump", "end_call"]
+__all__ = ["SUBSCRIBED_EVENTS", "EventPump", "end_call", "end_reconstructed"]
 
 log = logging.getLogger("callworker.events")
 
@@ -46,6 +46,16 @@ def end_call(
     unit.cdr(row)
     data = {name: row.get(name) for name in _CDR_EVENT_FIELDS}
     unit.emit(record, "call.cdr", occurred_at, _jsonable(data))
+
+
+def end_reconstructed(unit: Unit, record: CallRecord) -> None:
+    """End a call that FreeSWITCH no longer has, its hangup unheard: a reconstructed CDR."""
+    answered = record.status in ANSWERED_STATUSES
+    cause = "NORMAL_CLEARING" if answered else "NORMAL_TEMPORARY_FAILURE"
+    cdr = synthetic_cdr_fields(record, cause, unit.now)
+    if answered and record.answered_at is not None:
+        cdr["answer_stamp"] = record.answered_at
+    end_call(unit, record, cause=cause, occurred_at=unit.now, cdr=cdr, reconstructed=True)
 
 
 _CDR_EVENT_FIELDS = (

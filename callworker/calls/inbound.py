@@ -41,12 +41,12 @@ import gevent
 import gevent.pool
 from sqlalchemy.engine import Engine
 
-from callworker.calls.cdr import epoch_us, synthetic_cdr_fields
+from callworker.calls.cdr import epoch_us
 from callworker.calls.clean import clean_name, clean_number
-from callworker.calls.fsevents import end_call
+from callworker.calls.fsevents import end_reconstructed
 from callworker.calls.journal import Journal, Unit
 from callworker.calls.record import CallRecord
-from callworker.calls.states import ANSWERED_STATUSES, TERMINAL, Signal, Status
+from callworker.calls.states import TERMINAL, Signal, Status
 from callworker.contract import TENANT_RE, UUID_RE, call_snapshot, utcnow
 from callworker.errors import FreeSwitchError, StoreUnavailable
 from callworker.esl import builders
@@ -227,12 +227,7 @@ def _settle_op(call_id: str) -> Callable[[Unit], bool]:
         record = unit.call(call_id)
         if record is None or record.status in TERMINAL:
             return False
-        answered = record.status in ANSWERED_STATUSES
-        cause = "NORMAL_CLEARING" if answered else "NORMAL_TEMPORARY_FAILURE"
-        cdr = synthetic_cdr_fields(record, cause, unit.now)
-        if answered and record.answered_at is not None:
-            cdr["answer_stamp"] = record.answered_at
-        end_call(unit, record, cause=cause, occurred_at=unit.now, cdr=cdr, reconstructed=True)
+        end_reconstructed(unit, record)
         return True
 
     return op

@@ -25,11 +25,10 @@ import logging
 from collections.abc import Container
 from dataclasses import dataclass
 
-from callworker.calls.cdr import synthetic_cdr_fields
-from callworker.calls.fsevents import end_call
+from callworker.calls.fsevents import end_reconstructed
 from callworker.calls.journal import Journal, Unit
 from callworker.calls.record import CallRecord
-from callworker.calls.states import ANSWERED_STATUSES, TERMINAL, Signal
+from callworker.calls.states import TERMINAL, Signal
 from callworker.contract import utcnow
 from callworker.esl import builders
 from callworker.esl.port import FreeSwitchPort
@@ -111,7 +110,7 @@ def _settle(unit: Unit, call_ids: list[str], channels: dict[str, str]) -> Outcom
             if _catch_up(unit, record, channels[call_id]):
                 outcome.progressed += 1
         else:
-            _end_gone(unit, record)
+            end_reconstructed(unit, record)
             outcome.ended += 1
     return outcome
 
@@ -119,12 +118,3 @@ def _settle(unit: Unit, call_ids: list[str], channels: dict[str, str]) -> Outcom
 def _catch_up(unit: Unit, record: CallRecord, callstate: str) -> bool:
     emitted = [unit.signal(record, signal, unit.now) for signal in missed_signals(callstate)]
     return any(event is not None for event in emitted)
-
-
-def _end_gone(unit: Unit, record: CallRecord) -> None:
-    answered = record.status in ANSWERED_STATUSES
-    cause = "NORMAL_CLEARING" if answered else "NORMAL_TEMPORARY_FAILURE"
-    cdr = synthetic_cdr_fields(record, cause, unit.now)
-    if answered and record.answered_at is not None:
-        cdr["answer_stamp"] = record.answered_at
-    end_call(unit, record, cause=cause, occurred_at=unit.now, cdr=cdr, reconstructed=True)
