@@ -201,7 +201,7 @@ class Worker:
 
     def _reconcile_then_consume(self) -> None:
         try:
-            reconcile(self.journal, self.esl, in_flight=self.calls.dialling)
+            reconcile(self.journal, self.esl, in_flight=self.calls.dialling, engine=self.engine)
         except Exception:
             log.exception("reconciliation with FreeSWITCH failed; will retry on the next connect")
         if self.esl.connected:

@@ -13,9 +13,10 @@ process restarting) are gone; ``show channels as json`` tells what is left.
   worker learnt of them: the channel list carries no answer time. Hold is not
   brought up to date: it goes both ways, and a CHANNEL_HOLD still in flight
   could be overtaken by a stale list.
-- Channels of calls this node does not hold are left alone: this node's own
-  calls always have their row before they are dialled (and are taken back into
-  memory at start), so such a channel belongs to someone else.
+- A channel on this node's FreeSWITCH whose call is live in the database under
+  another node id (the worker was renamed, or replaced by another with a new id)
+  is adopted: it is this node's call now, its events continue from its last seq.
+  Channels with no call row (not placed or taken over by callworker) are left alone.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import logging
 from collections.abc import Container
 from dataclasses import dataclass
 
+from sqlalchemy.engine import Engine
+
 from callworker.calls.fsevents import end_reconstructed
 from callworker.calls.journal import Journal, Unit
 from callworker.calls.record import CallRecord
@@ -32,6 +35,7 @@ from callworker.calls.states import TERMINAL, Signal
 from callworker.contract import utcnow
 from callworker.esl import builders
 from callworker.esl.port import FreeSwitchPort
+from callworker.store import live_calls_by_id
 
 __all__ = ["Outcome", "live_channels", "missed_signals", "reconcile"]
 
@@ -48,6 +52,7 @@ class Outcome:
 
     ended: int = 0
     progressed: int = 0
+    adopted: int = 0
 
 
 def live_channels(port: FreeSwitchPort) -> dict[str, str]:
@@ -74,7 +79,9 @@ def missed_signals(callstate: str) -> list[Signal]:
     return []
 
 
-def reconcile(journal: Journal, port: FreeSwitchPort, *, in_flight: Container[str] = ()) -> int:
+def reconcile(
+    journal: Journal, port: FreeSwitchPort, *, in_flight: Container[str] = (), engine: Engine | None = None,
+) -> int:
     """Settle and update the live calls; returns how many were ended.
 
     Only calls opened before this check started are considered, and none in
@@ -86,16 +93,41 @@ def reconcile(journal: Journal, port: FreeSwitchPort, *, in_flight: Container[st
         c.call_id for c in journal.calls.values()
         if c.initiated_at < started and c.call_id not in in_flight
     ]
-    if not before:
-        return 0
+    if not before and engine is None:
+        return 0  # nothing to settle, and no database to find orphans in
     channels = live_channels(port)
-    outcome: Outcome = journal.run(lambda unit: _settle(unit, before, channels))
-    if outcome.ended or outcome.progressed:
+    strangers = [u for u in channels if not journal.knows(u) and u not in in_flight]
+    orphans = live_calls_by_id(engine, strangers) if engine is not None and strangers else []
+    if not before and not orphans:
+        return 0
+
+    def op(unit: Unit) -> Outcome:
+        outcome = _settle(unit, before, channels)
+        outcome.adopted = _adopt(unit, orphans, channels)
+        return outcome
+
+    outcome: Outcome = journal.run(op)
+    if outcome.ended or outcome.progressed or outcome.adopted:
         log.warning(
             "reconciled with FreeSWITCH: %d call(s) ended while the worker was away, "
-            "%d brought up to date", outcome.ended, outcome.progressed,
+            "%d brought up to date, %d adopted", outcome.ended, outcome.progressed, outcome.adopted,
         )
     return outcome.ended
+
+
+def _adopt(unit: Unit, rows: list[dict], channels: dict[str, str]) -> int:
+    """Take over live calls of another node id whose channels are on this FreeSWITCH."""
+    adopted = 0
+    for row in rows:
+        if unit.call(row["call_id"]) is not None:
+            continue
+        record = CallRecord.from_row(row)
+        record.node = unit.journal.node
+        record.channel_seen = True
+        unit.open_call(record)
+        _catch_up(unit, record, channels.get(record.call_id, ""))
+        adopted += 1
+    return adopted
 
 
 def _settle(unit: Unit, call_ids: list[str], channels: dict[str, str]) -> Outcome:

@@ -175,7 +175,9 @@ class CallService:
         gateway = command.gateway or self._default_gateway
         if gateway not in self._gateways:
             raise self._error(command, ErrorCode.VALIDATION_ERROR, "unknown gateway", field="gateway")
-        if self._journal.knows(call_id) or call_id_taken(self._engine, call_id):
+        # A call_id we generated (uuid4) cannot be in use; only the client's is looked up.
+        client_chosen = command.call_id is not None
+        if self._journal.knows(call_id) or (client_chosen and call_id_taken(self._engine, call_id)):
             raise self._error(command, ErrorCode.VALIDATION_ERROR, "call_id is already in use", field="call_id")
         dial = builders.originate(
             call_id=call_id,

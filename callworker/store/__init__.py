@@ -24,6 +24,7 @@ from callworker.store.queries import (
     list_calls,
     list_cdrs,
     live_calls,
+    live_calls_by_id,
     pending_outbox,
 )
 from callworker.store.writes import Batch, delete_outbox, write_batch
@@ -43,6 +44,7 @@ __all__ = [
     "list_calls",
     "list_cdrs",
     "live_calls",
+    "live_calls_by_id",
     "live_orders",
     "make_engine",
     "migrate",

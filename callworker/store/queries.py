@@ -19,6 +19,7 @@ __all__ = [
     "get_command",
     "get_call",
     "call_id_taken",
+    "live_calls_by_id",
     "list_calls",
     "list_cdrs",
     "live_calls",
@@ -89,6 +90,15 @@ def call_id_taken(engine: Engine, call_id: str) -> bool:
     """Whether any tenant already has a call with this id."""
     stmt = select(CALLS.c.call_id).where(CALLS.c.call_id == call_id)
     return _one(engine, stmt) is not None
+
+
+@guarded
+def live_calls_by_id(engine: Engine, call_ids: Sequence[str]) -> list[Row]:
+    """The live calls (any tenant, any node) with these ids."""
+    if not call_ids:
+        return []
+    stmt = select(CALLS).where(CALLS.c.call_id.in_(list(call_ids)), CALLS.c.status.not_in(TERMINAL_STATUSES))
+    return _all(engine, stmt)
 
 
 @guarded

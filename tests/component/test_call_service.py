@@ -202,3 +202,30 @@ def test_reconcile_ends_calls_freeswitch_no_longer_has(setup: Any) -> None:
     assert published_types(published, gone)[-2:] == ["call.completed", "call.cdr"]
     assert get_cdr(engine, TENANT, gone)["reconstructed"] is True
     assert journal.knows(kept) and not journal.knows(gone)
+
+
+def test_reconcile_adopts_a_live_call_left_under_another_node_id(setup: Any) -> None:
+    from datetime import UTC, datetime
+
+    from callworker.store import Batch, write_batch
+
+    service, journal, pump, port, published, engine = setup
+    call_id = str(uuid.uuid4())
+    now = datetime.now(UTC)
+    row = {
+        "call_id": call_id, "tenant": TENANT, "node": "renamed-node", "direction": "outbound",
+        "status": "ringing", "destination_number": "+15551230001", "caller_id_number": None,
+        "caller_id_name": None, "on_hold": False, "muted": False, "initiated_at": now,
+        "answered_at": None, "ended_at": None, "hangup_cause": None, "last_seq": 2,
+        "hangup_requested": False, "flashcall_order_id": None, "updated_at": now,
+    }
+    write_batch(engine, Batch(calls=[row]))
+    port.channels = {call_id}
+    reconcile(journal, port, engine=engine)
+    assert journal.knows(call_id)
+    assert get_call(engine, TENANT, call_id)["node"] == "fs1"
+    # Its events go on from its last seq, from this node.
+    pump.handle(fs_event("CHANNEL_ANSWER", call_id))
+    sync(journal)
+    assert [e["seq"] for e in call_events(engine, call_id)] == [3]
+    assert published_types(published, call_id) == ["call.answered"]
