@@ -46,7 +46,8 @@ class Worker:
         self.settings = settings
         url = settings.database_url_value
         migrate(url)
-        self.engine = make_engine(url)
+        # Command greenlets, the journal, the relay, health and flash-call sweeps.
+        self.engine = make_engine(url, pool_size=settings.command_workers + 16)
         self.registry = CollectorRegistry()
         self.esl_events: Queue[Event] = Queue(maxsize=settings.esl_event_queue_size)
         self.bus = AmqpClient(

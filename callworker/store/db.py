@@ -64,7 +64,7 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, pool_size: int = 100) -> Engine:
     """An engine for `url` (SQLite file or memory, or PostgreSQL through psycopg 3)."""
     parsed = _parse(url)
     if parsed.get_backend_name() == "sqlite":
@@ -75,11 +75,16 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(parsed, pool_size=1, max_overflow=0, connect_args=connect_args)
         event.listen(engine, "connect", _set_sqlite_pragmas)
         return engine
+    # Every command greenlet may hold a connection at once: a pool smaller than that
+    # closes and reopens connections under load (measured: a third of a new
+    # PostgreSQL connection per call at 300 calls/s). No pre-ping: it costs a round
+    # trip per checkout; a connection broken by an outage fails once, SQLAlchemy
+    # invalidates the pool, and every caller retries.
     return create_engine(
         parsed,
-        pool_size=10,
-        max_overflow=10,
-        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_pre_ping=False,
         connect_args={"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" else {},
     )
 
