@@ -90,7 +90,7 @@ class WorkerProcess:
             last = self.health()
             if last is not None and last[0] == 200:
                 return last[1]
-            time.sleep(0.1)  # polling with a deadline
+            self._watch(0.1)
         raise AssertionError(f"the worker was not healthy within {timeout} s: {last}; see {self.log_path}")
 
     def wait_health(self, predicate: Any, timeout: float) -> dict[str, Any] | None:
@@ -100,8 +100,17 @@ class WorkerProcess:
             answer = self.health()
             if answer is not None and predicate(*answer):
                 return answer[1]
-            time.sleep(0.1)
+            self._watch(0.1)
         return None
+
+    def _watch(self, timeout: float) -> None:
+        """Between two polls of /healthz, wait on the process itself (an exit ends the wait)."""
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
 
     def log_tail(self, lines: int = 60) -> str:
         try:
