@@ -45,7 +45,7 @@ from callworker.errors import (
     PublishFailed,
     StoreUnavailable,
 )
-from callworker.store import get_command
+from callworker.store import CommandLookup, lookup_command
 
 __all__ = ["Intake", "ROUTING_KEY_HEADER"]
 
@@ -198,9 +198,11 @@ class Intake:
         to: Delivered,
     ) -> bool:
         """The attempt, once no other copy of the command is in hand; True when settled."""
-        stored = get_command(self._engine, command.tenant, command.command_id)
-        if stored is not None:
-            self._replay(command, to, stored)
+        lookup = lookup_command(
+            self._engine, command.tenant, command.command_id, self._service.call_id_to_check(command)
+        )
+        if lookup.stored is not None:
+            self._replay(command, to, lookup.stored)
             self._bus.ack(delivery)
             return True
         owner = None if _from_node_queue(delivery) else self._owner_of(command)
@@ -210,7 +212,7 @@ class Intake:
         if self._service.needs_freeswitch(command.type) and not self._freeswitch_ready(0):
             raise FreeSwitchUnavailable("FreeSWITCH is not connected")
         try:
-            self._execute(command, to)
+            self._execute(command, to, lookup)
         except HeldElsewhere as moved:
             if _from_node_queue(delivery):
                 raise  # owners disagree: never bounce between nodes
@@ -259,7 +261,7 @@ class Intake:
         log.info("command forwarded to node %s", owner)
         self._bus.ack(delivery)
 
-    def _execute(self, command: Command, to: Delivered) -> dict[str, Any]:
+    def _execute(self, command: Command, to: Delivered, lookup: CommandLookup) -> dict[str, Any]:
         handler = self._extra.get(command.type)
         if handler is not None:
             return handler(command, to)
@@ -270,7 +272,7 @@ class Intake:
                 command_id=command.command_id,
                 command_type=command.type,
             )
-        return self._service.execute(command, to)
+        return self._service.execute(command, to, call_id_taken=lookup.call_id_taken)
 
     def _expired(self, command: Command, delivery: Delivery, received_at: datetime) -> bool:
         published = _published_at(delivery.timestamp)

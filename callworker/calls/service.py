@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from callworker import store
 from callworker.calls.journal import Journal, Unit
 from callworker.calls.record import CallRecord
 from callworker.calls.states import ANSWERED_STATUSES, TERMINAL, Signal, Status
@@ -42,7 +43,7 @@ from callworker.contract import (
 from callworker.errors import FreeSwitchError, FreeSwitchNotSent, FreeSwitchUnavailable
 from callworker.esl import builders
 from callworker.esl.port import FreeSwitchPort
-from callworker.store import call_id_taken, get_call, list_calls, list_cdrs
+from callworker.store import get_call, list_calls, list_cdrs
 
 __all__ = ["CallService", "Delivered"]
 
@@ -106,8 +107,15 @@ class CallService:
             return None
         return str(row["node"])
 
-    def execute(self, command: Command, to: Delivered) -> dict[str, Any]:
+    def call_id_to_check(self, command: Command) -> str | None:
+        """The client-chosen call id an originate asks for, to look up with the command."""
+        return command.call_id if isinstance(command, OriginateCommand) else None
+
+    def execute(self, command: Command, to: Delivered, *, call_id_taken: bool | None = None) -> dict[str, Any]:
+        """Run the command; ``call_id_taken`` is what a lookup of `call_id_to_check` said."""
         try:
+            if isinstance(command, OriginateCommand):
+                return self.originate(command, to, call_id_taken=call_id_taken)
             return self._handlers[command.type](command, to)
         except ContractError as error:
             if error.dead_letter:
@@ -170,14 +178,19 @@ class CallService:
 
     # ------------------------------------------------------------ commands
 
-    def originate(self, command: OriginateCommand, to: Delivered) -> dict[str, Any]:
+    def originate(
+        self, command: OriginateCommand, to: Delivered, *, call_id_taken: bool | None = None
+    ) -> dict[str, Any]:
         call_id = command.call_id or str(uuid.uuid4())
         gateway = command.gateway or self._default_gateway
         if gateway not in self._gateways:
             raise self._error(command, ErrorCode.VALIDATION_ERROR, "unknown gateway", field="gateway")
-        # A call_id we generated (uuid4) cannot be in use; only the client's is looked up.
+        # A call_id we generated (uuid4) cannot be in use; only the client's is looked up,
+        # unless the intake already did with the command record.
         client_chosen = command.call_id is not None
-        if self._journal.knows(call_id) or (client_chosen and call_id_taken(self._engine, call_id)):
+        if client_chosen and call_id_taken is None:
+            call_id_taken = store.call_id_taken(self._engine, call_id)
+        if self._journal.knows(call_id) or (client_chosen and call_id_taken):
             raise self._error(command, ErrorCode.VALIDATION_ERROR, "call_id is already in use", field="call_id")
         dial = builders.originate(
             call_id=call_id,

@@ -16,6 +16,7 @@ from callworker.store.flashcall import (
 from callworker.store.migrate import migrate, migrate_engine
 from callworker.store.models import TERMINAL_STATUSES, utcnow
 from callworker.store.queries import (
+    CommandLookup,
     call_events,
     call_id_taken,
     get_call,
@@ -25,12 +26,14 @@ from callworker.store.queries import (
     list_cdrs,
     live_calls,
     live_calls_by_id,
+    lookup_command,
     pending_outbox,
 )
 from callworker.store.writes import Batch, delete_outbox, write_batch
 
 __all__ = [
     "Batch",
+    "CommandLookup",
     "OrderHistory",
     "TERMINAL_STATUSES",
     "call_events",
@@ -46,6 +49,7 @@ __all__ = [
     "live_calls",
     "live_calls_by_id",
     "live_orders",
+    "lookup_command",
     "make_engine",
     "migrate",
     "migrate_engine",

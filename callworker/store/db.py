@@ -10,10 +10,11 @@ cooperatively through psycopg 3 and gets an ordinary pool.
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import Executable, create_engine, event, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -21,7 +22,16 @@ from sqlalchemy.pool import StaticPool
 
 from callworker.errors import ConfigError, StoreUnavailable
 
-__all__ = ["make_engine", "normalise_url", "ping", "guarded", "unavailable"]
+__all__ = [
+    "make_engine",
+    "normalise_url",
+    "ping",
+    "guarded",
+    "unavailable",
+    "autocommit",
+    "fetch_one",
+    "fetch_all",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -87,6 +97,37 @@ def make_engine(url: str, *, pool_size: int = 100) -> Engine:
         pool_pre_ping=False,
         connect_args={"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" else {},
     )
+
+
+_AUTOCOMMIT: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+
+
+def autocommit(engine: Engine) -> Engine:
+    """The engine whose connections run each statement as its own transaction.
+
+    For a single statement that is all the atomicity needed, and on PostgreSQL it
+    saves the round trips of BEGIN and of the ROLLBACK or COMMIT after it. SQLite
+    has no round trips to save and keeps its usual transactions.
+    """
+    if engine.dialect.name != "postgresql":
+        return engine
+    shared = _AUTOCOMMIT.get(engine)
+    if shared is None:
+        shared = _AUTOCOMMIT[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return shared
+
+
+def fetch_one(engine: Engine, stmt: Executable) -> dict[str, Any] | None:
+    """The first row of a single read as a plain dict, or None."""
+    with autocommit(engine).connect() as conn:
+        row = conn.execute(stmt).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def fetch_all(engine: Engine, stmt: Executable) -> list[dict[str, Any]]:
+    """Every row of a single read as plain dicts."""
+    with autocommit(engine).connect() as conn:
+        return [dict(row) for row in conn.execute(stmt).mappings()]
 
 
 def unavailable(engine: Engine, exc: DBAPIError) -> StoreUnavailable:

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from callworker.store.db import guarded
+from callworker.store.db import fetch_all, fetch_one, guarded
 from callworker.store.models import FLASHCALL_ORDERS as ORDERS
 
 __all__ = [
@@ -45,9 +45,7 @@ class OrderHistory:
 def get_order(engine: Engine, tenant: str, order_id: str) -> Row | None:
     """The order, or None if this tenant has no order with that id."""
     stmt = select(ORDERS).where(ORDERS.c.tenant == tenant, ORDERS.c.order_id == order_id)
-    with engine.connect() as conn:
-        row = conn.execute(stmt).mappings().first()
-    return dict(row) if row is not None else None
+    return fetch_one(engine, stmt)
 
 
 @guarded
@@ -59,9 +57,7 @@ def latest_order_for_phone(engine: Engine, tenant: str, phone_key: str) -> Row |
         .order_by(ORDERS.c.created_at.desc(), ORDERS.c.order_id.desc())
         .limit(1)
     )
-    with engine.connect() as conn:
-        row = conn.execute(stmt).mappings().first()
-    return dict(row) if row is not None else None
+    return fetch_one(engine, stmt)
 
 
 @guarded
@@ -96,8 +92,7 @@ def live_orders(engine: Engine, node: str) -> list[Row]:
         .where(ORDERS.c.node == node, ORDERS.c.status == OPEN)
         .order_by(ORDERS.c.created_at, ORDERS.c.order_id)
     )
-    with engine.connect() as conn:
-        return [dict(row) for row in conn.execute(stmt).mappings()]
+    return fetch_all(engine, stmt)
 
 
 def _aware(value: Any) -> datetime | None:

@@ -7,16 +7,19 @@ not exist for the caller.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Engine, Select, Table, func, select
+from sqlalchemy import Column, ColumnElement, Engine, Table, and_, exists, func, select
 
-from callworker.store.db import guarded
+from callworker.store.db import fetch_all, fetch_one, guarded
 from callworker.store.models import CALLS, CDRS, COMMANDS, EVENTS, OUTBOX, TERMINAL_STATUSES
 
 __all__ = [
+    "CommandLookup",
     "get_command",
+    "lookup_command",
     "get_call",
     "call_id_taken",
     "live_calls_by_id",
@@ -29,17 +32,6 @@ __all__ = [
 ]
 
 Row = dict[str, Any]
-
-
-def _one(engine: Engine, stmt: Select[Any]) -> Row | None:
-    with engine.connect() as conn:
-        row = conn.execute(stmt).mappings().first()
-    return dict(row) if row is not None else None
-
-
-def _all(engine: Engine, stmt: Select[Any]) -> list[Row]:
-    with engine.connect() as conn:
-        return [dict(row) for row in conn.execute(stmt).mappings()]
 
 
 def _page(
@@ -76,20 +68,46 @@ def _bounds(
 def get_command(engine: Engine, tenant: str, command_id: str) -> Row | None:
     """The command record of (tenant, command_id), or None if never seen."""
     stmt = select(COMMANDS).where(COMMANDS.c.tenant == tenant, COMMANDS.c.command_id == command_id)
-    return _one(engine, stmt)
+    return fetch_one(engine, stmt)
+
+
+@dataclass(frozen=True)
+class CommandLookup:
+    """What the intake needs to know before executing a command, read at once."""
+
+    stored: Row | None  # the command record of (tenant, command_id), if seen before
+    call_id_taken: bool  # whether any tenant has a call with the call_id asked about
+
+
+@guarded
+def lookup_command(engine: Engine, tenant: str, command_id: str, call_id: str | None) -> CommandLookup:
+    """The command record and, when ``call_id`` is given, whether that call id is in use.
+
+    One query for both: they are read for every originate before it is dialled.
+    """
+    if call_id is None:
+        return CommandLookup(get_command(engine, tenant, command_id), call_id_taken=False)
+    taken = exists().where(CALLS.c.call_id == call_id)
+    probe = select(taken.label("call_id_taken_")).subquery("probe")
+    matches = and_(COMMANDS.c.tenant == tenant, COMMANDS.c.command_id == command_id)
+    stmt = select(probe.c.call_id_taken_, COMMANDS).select_from(probe.outerjoin(COMMANDS, matches))
+    row = fetch_one(engine, stmt)
+    assert row is not None  # the probe always yields one row
+    in_use = bool(row.pop("call_id_taken_"))
+    return CommandLookup(row if row["command_id"] is not None else None, call_id_taken=in_use)
 
 
 @guarded
 def get_call(engine: Engine, tenant: str, call_id: str) -> Row | None:
     """The call row, or None if it does not exist for this tenant."""
-    return _one(engine, select(CALLS).where(CALLS.c.tenant == tenant, CALLS.c.call_id == call_id))
+    return fetch_one(engine, select(CALLS).where(CALLS.c.tenant == tenant, CALLS.c.call_id == call_id))
 
 
 @guarded
 def call_id_taken(engine: Engine, call_id: str) -> bool:
     """Whether any tenant already has a call with this id."""
     stmt = select(CALLS.c.call_id).where(CALLS.c.call_id == call_id)
-    return _one(engine, stmt) is not None
+    return fetch_one(engine, stmt) is not None
 
 
 @guarded
@@ -98,7 +116,7 @@ def live_calls_by_id(engine: Engine, call_ids: Sequence[str]) -> list[Row]:
     if not call_ids:
         return []
     stmt = select(CALLS).where(CALLS.c.call_id.in_(list(call_ids)), CALLS.c.status.not_in(TERMINAL_STATUSES))
-    return _all(engine, stmt)
+    return fetch_all(engine, stmt)
 
 
 @guarded
@@ -144,19 +162,19 @@ def live_calls(engine: Engine, node: str) -> list[Row]:
         .where(CALLS.c.node == node, CALLS.c.status.not_in(TERMINAL_STATUSES))
         .order_by(CALLS.c.initiated_at, CALLS.c.call_id)
     )
-    return _all(engine, stmt)
+    return fetch_all(engine, stmt)
 
 
 @guarded
 def call_events(engine: Engine, call_id: str) -> list[Row]:
     """The stored events of a call (or flash-call order) in seq order."""
-    return _all(engine, select(EVENTS).where(EVENTS.c.call_id == call_id).order_by(EVENTS.c.seq))
+    return fetch_all(engine, select(EVENTS).where(EVENTS.c.call_id == call_id).order_by(EVENTS.c.seq))
 
 
 @guarded
 def get_cdr(engine: Engine, tenant: str, call_id: str) -> Row | None:
     """The CDR of a call leg, or None if none is stored for this tenant."""
-    return _one(engine, select(CDRS).where(CDRS.c.tenant == tenant, CDRS.c.call_id == call_id))
+    return fetch_one(engine, select(CDRS).where(CDRS.c.tenant == tenant, CDRS.c.call_id == call_id))
 
 
 @guarded
@@ -168,4 +186,4 @@ def pending_outbox(engine: Engine, node: str, after_id: int, limit: int) -> list
         .order_by(OUTBOX.c.id)
         .limit(limit)
     )
-    return _all(engine, stmt)
+    return fetch_all(engine, stmt)

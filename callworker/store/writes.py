@@ -7,6 +7,10 @@ by row through the ORM. Upserts use the dialect's own INSERT .. ON CONFLICT, whi
 SQLite and PostgreSQL spell the same way. Rows of a table are sent in runs of equal
 key sets, in the order given, so a later row for the same key wins and a row that
 leaves a column out does not overwrite it on conflict.
+
+On PostgreSQL a batch goes as one statement instead (`bulk.py`: one round trip,
+and PostgreSQL does the per-row work): that is what the journal's commits and the
+relay's deletes wait for, so it sets how fast a command is answered.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Insert, Table, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
 
-from callworker.store.db import guarded
+from callworker.store import bulk
+from callworker.store.db import autocommit, guarded
 from callworker.store.models import CALLS, CDRS, COMMANDS, EVENTS, FLASHCALL_ORDERS, OUTBOX
 
 __all__ = ["Batch", "write_batch", "delete_outbox"]
@@ -121,6 +126,18 @@ def _insert_outbox(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int
     return ids
 
 
+def _bulk_tables(batch: Batch) -> dict[str, list[dict[str, Any]]] | None:
+    """The batch as `bulk.write_rows` takes it, or None where it cannot."""
+    tables = {
+        "calls": batch.calls,
+        "commands": batch.commands,
+        "events": batch.events,
+        "cdrs": batch.cdrs,
+        "outbox": batch.outbox,
+    }
+    return tables if all(bulk.uniform(rows) for rows in tables.values()) else None
+
+
 @guarded
 def write_batch(engine: Engine, batch: Batch) -> list[int]:
     """Write `batch` in one transaction; return the new outbox ids in the order given.
@@ -135,6 +152,14 @@ def write_batch(engine: Engine, batch: Batch) -> list[int]:
     """
     if batch.is_empty():
         return []
+    tables = _bulk_tables(batch) if engine.dialect.name == "postgresql" else None
+    if tables is not None:
+        if not batch.orders:
+            with autocommit(engine).connect() as conn:
+                return bulk.write_rows(conn, tables)
+        with engine.begin() as conn:
+            _upsert_rows(conn, FLASHCALL_ORDERS, _merged_orders(batch.orders))
+            return bulk.write_rows(conn, tables)
     with engine.begin() as conn:
         if batch.calls:
             _upsert_rows(conn, CALLS, batch.calls)
@@ -159,6 +184,10 @@ def delete_outbox(engine: Engine, ids: Sequence[int]) -> None:
     if not ids:
         return
     ids = list(ids)
+    if engine.dialect.name == "postgresql":
+        with autocommit(engine).connect() as conn:
+            conn.exec_driver_sql("DELETE FROM outbox WHERE id = ANY(%(ids)s::bigint[])", {"ids": ids})
+        return
     with engine.begin() as conn:
         for start in range(0, len(ids), _DELETE_CHUNK):
             chunk = ids[start : start + _DELETE_CHUNK]

@@ -29,6 +29,7 @@ from callworker.store import (
     list_calls,
     list_cdrs,
     live_calls,
+    lookup_command,
     make_engine,
     migrate,
     migrate_engine,
@@ -205,6 +206,29 @@ class StoreContract:
         assert call["destination_number"] == "+15551230000"
         assert call["initiated_at"] == T0
 
+    def test_full_and_partial_rows_in_one_batch_each_keep_what_they_leave_out(
+        self, engine: Engine
+    ) -> None:
+        known, other = new_id(), new_id()
+        write_batch(engine, Batch(calls=[call_row(known)]))
+        partial = {"call_id": known, "tenant": "acme", "node": "fs1", "direction": "outbound",
+                   "status": "ringing", "last_seq": 2}
+        write_batch(engine, Batch(calls=[call_row(other, status="answered"), partial]))
+        call = get_call(engine, "acme", known)
+        assert call is not None
+        assert (call["status"], call["destination_number"], call["initiated_at"]) == (
+            "ringing", "+15551230000", T0)
+        assert get_call(engine, "acme", other)["status"] == "answered"  # type: ignore[index]
+
+    def test_a_command_saved_twice_in_one_batch_keeps_the_later_row(self, engine: Engine) -> None:
+        command_id = new_id()
+        reply = {"v": 1, "command_id": command_id, "ok": True}
+        rows = [command_row(command_id), command_row(command_id, status="done", reply=reply)]
+        write_batch(engine, Batch(commands=rows))
+        record = get_command(engine, "acme", command_id)
+        assert record is not None
+        assert (record["status"], record["reply"]) == ("done", reply)
+
     def test_events_are_stored_and_read_in_seq_order(self, engine: Engine) -> None:
         call_id = new_id()
         second, first = event_row(call_id, 2, type="call.ringing"), event_row(call_id, 1)
@@ -356,6 +380,24 @@ class StoreContract:
         # A call id is unique across tenants, so it is taken for everyone.
         assert call_id_taken(engine, call_id)
         assert not call_id_taken(engine, new_id())
+
+    def test_a_command_lookup_reads_the_record_and_whether_the_call_id_is_in_use(
+        self, engine: Engine
+    ) -> None:
+        command_id, call_id = new_id(), new_id()
+        reply = {"v": 1, "command_id": command_id, "ok": True}
+        nothing = lookup_command(engine, "acme", command_id, call_id)
+        assert (nothing.stored, nothing.call_id_taken) == (None, False)
+        write_batch(engine, Batch(calls=[call_row(call_id, tenant="beta")],
+                                  commands=[command_row(command_id, reply=reply, call_id=call_id)]))
+        found = lookup_command(engine, "acme", command_id, call_id)
+        assert found.stored is not None and found.call_id_taken  # taken by another tenant too
+        assert (found.stored["reply"], found.stored["call_id"]) == (reply, call_id)
+        assert found.stored == get_command(engine, "acme", command_id)
+        other_tenant = lookup_command(engine, "beta", command_id, new_id())
+        assert (other_tenant.stored, other_tenant.call_id_taken) == (None, False)
+        unasked = lookup_command(engine, "acme", command_id, None)
+        assert unasked.stored == found.stored and not unasked.call_id_taken
 
     def test_the_same_command_id_in_two_tenants_is_two_commands(self, engine: Engine) -> None:
         command_id = new_id()

@@ -14,6 +14,7 @@ import gevent
 import psycopg
 import pytest
 from sqlalchemy import Engine, make_url, text
+from sqlalchemy.exc import DataError
 
 from callworker.errors import StoreUnavailable
 from callworker.store import (
@@ -81,6 +82,19 @@ class TestStorePostgres(StoreContract):
         with shared_engine.begin() as conn:
             conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
         return shared_engine
+
+
+def test_a_value_too_long_for_its_column_is_refused_not_cut_short(shared_engine: Engine) -> None:
+    with shared_engine.begin() as conn:
+        conn.execute(text("TRUNCATE calls, outbox RESTART IDENTITY"))
+    call_id = str(uuid.uuid4())
+    batch = Batch(calls=[call_row(call_id, destination_number="+1" + "5" * 40)],
+                  outbox=[{"node": "n1", "exchange": "x", "routing_key": "k", "message_id": None,
+                           "correlation_id": None, "headers": None, "body": b"{}"}])
+    with pytest.raises(DataError):
+        write_batch(shared_engine, batch)
+    assert get_call(shared_engine, "acme", call_id) is None
+    assert pending_outbox(shared_engine, "n1", 0, 10) == []
 
 
 def test_two_workers_migrating_at_once_both_succeed(database_factory: object) -> None:

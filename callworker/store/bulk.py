@@ -1,0 +1,241 @@
+"""PostgreSQL: a whole batch in one statement, and one round trip.
+
+Strategy: every table of a batch is written by one data-modifying common table
+expression whose rows come from ``unnest`` over one array per column, and the
+outbox rows are inserted by the statement's main query, which returns their ids.
+One statement is one transaction on its own (the connection is in autocommit),
+so a batch costs a single round trip instead of BEGIN, one per table, and
+COMMIT; the statement's text depends only on which tables the batch touches, so
+psycopg prepares it once on each connection.
+
+What the per-table path of `writes.py` guarantees holds here too: calls and
+commands are upserted (created_at kept), events and CDRs already stored are left
+as they were, another event with a taken (call_id, seq) fails the whole batch.
+One difference follows from the single statement: PostgreSQL refuses to upsert
+one key twice in it, so rows of one call or command are folded first, later
+values over earlier ones.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Connection, Float, Integer, LargeBinary, String, Table
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import StatementError
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from callworker.store.models import CALLS, CDRS, COMMANDS, EVENTS, OUTBOX
+
+__all__ = ["write_rows", "uniform"]
+
+# Columns an upsert never overwrites: the first time a row was seen stays true.
+_KEEP_ON_CONFLICT = frozenset({"created_at"})
+
+
+def _array_type(column_type: TypeEngine[Any]) -> str:
+    """The array type a column's values travel in.
+
+    Never a bounded varchar: a cast to varchar(n) would cut a long value short
+    where the insert itself refuses it.
+    """
+    if isinstance(column_type, TypeDecorator):
+        column_type = column_type.impl_instance
+    kinds: tuple[tuple[type, str], ...] = (
+        (BigInteger, "bigint[]"),
+        (Integer, "integer[]"),
+        (Boolean, "boolean[]"),
+        (Float, "float8[]"),
+        (LargeBinary, "bytea[]"),
+        (JSON, "json[]"),
+        (String, "text[]"),
+    )
+    for kind, array in kinds:
+        if isinstance(column_type, kind):
+            return array
+    if getattr(column_type, "timezone", False):
+        return "timestamptz[]"
+    raise NotImplementedError(f"no array type for {column_type!r}")
+
+
+def _converter(table: Table, name: str) -> Callable[[Any, Dialect], Any] | None:
+    """What a value needs before it goes into its array (JSON text, UTC time)."""
+    column_type = table.c[name].type
+    if isinstance(column_type, JSON):
+        return lambda value, _dialect: None if value is None else json.dumps(value)
+    if isinstance(column_type, TypeDecorator):
+        return column_type.process_bind_param
+    return None
+
+
+class _TableWrite:
+    """How one table's rows are written: its columns, their arrays, its conflict rule.
+
+    Columns the rows leave out but the model gives a default (updated_at, on_hold,
+    ...) are inserted with it, as SQLAlchemy's own insert would; an upsert sets
+    only the columns the rows name, and updated_at.
+    """
+
+    def __init__(self, table: Table, given: Sequence[str], *, upsert: bool) -> None:
+        self.table = table
+        self.given = tuple(given)
+        self.defaulted = tuple(
+            col.name for col in table.columns if col.name not in self.given and _python_default(col) is not None
+        )
+        self.columns = self.given + self.defaulted
+        self.key = tuple(col.name for col in table.primary_key.columns)
+        self._converters = [(name, _converter(table, name)) for name in self.columns]
+        updated = [name for name in self.given if name not in self.key and name not in _KEEP_ON_CONFLICT]
+        if "updated_at" in self.defaulted:
+            updated.append("updated_at")  # its default holds "now"
+        self._updated = tuple(updated) if upsert else ()
+
+    def source(self, prefix: str, *, ordinality: bool = False) -> str:
+        """``unnest(...)`` over this table's parameter arrays."""
+        # Binary parameters: psycopg's text format escapes every array element.
+        arrays = ", ".join(
+            f"%({prefix}_{name})b::{_array_type(self.table.c[name].type)}" for name in self.columns
+        )
+        names = ", ".join(self.columns)
+        if ordinality:
+            return f"unnest({arrays}) WITH ORDINALITY AS rows_({names}, position_)"
+        return f"unnest({arrays}) AS rows_({names})"
+
+    def insert(self, prefix: str) -> str:
+        names = ", ".join(self.columns)
+        # Identifiers come from the models only; every value travels as a parameter.
+        sql = f"INSERT INTO {self.table.name} ({names}) SELECT {names} FROM {self.source(prefix)}"  # noqa: S608
+        conflict = ", ".join(self.key)
+        if self._updated:
+            assignments = ", ".join(f"{name} = excluded.{name}" for name in self._updated)
+            return f"{sql} ON CONFLICT ({conflict}) DO UPDATE SET {assignments}"
+        return f"{sql} ON CONFLICT ({conflict}) DO NOTHING"
+
+    def params(self, prefix: str, rows: Sequence[dict[str, Any]], dialect: Dialect) -> dict[str, list[Any]]:
+        defaults = {name: _python_default(self.table.c[name]) for name in self.defaulted}
+        params: dict[str, list[Any]] = {}
+        for name, convert in self._converters:
+            if name in defaults:
+                default = defaults[name]
+                assert default is not None
+                values = [default()] * len(rows)
+            else:
+                values = [row[name] for row in rows]
+            params[f"{prefix}_{name}"] = values if convert is None else [convert(v, dialect) for v in values]
+        return params
+
+
+def _python_default(column: Column[Any]) -> Callable[[], Any] | None:
+    """The column's client-side insert default as a function of nothing, if it has one."""
+    default = column.default
+    if default is None or not default.is_scalar and not default.is_callable:
+        return None
+    if default.is_scalar:
+        value = default.arg  # type: ignore[attr-defined]
+        return lambda: value
+    function = default.arg  # type: ignore[attr-defined]
+    return lambda: function(None)  # SQLAlchemy wraps it to take an execution context
+
+
+def _folded(rows: Sequence[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, Any]]:
+    """One row per key, later values over earlier ones, in first-seen order."""
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        row_key = tuple(row[name] for name in key)
+        merged[row_key] = {**merged[row_key], **row} if row_key in merged else row
+    return list(merged.values())
+
+
+@functools.lru_cache(maxsize=32)
+def _write(table: Table, columns: tuple[str, ...], upsert: bool) -> _TableWrite:
+    return _TableWrite(table, columns, upsert=upsert)
+
+
+def _columns(table: Table, rows: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """The table's columns the rows name, in the table's order."""
+    named = rows[0].keys()
+    return tuple(col.name for col in table.columns if col.name in named)
+
+
+def uniform(rows: Sequence[dict[str, Any]]) -> bool:
+    """Whether every row names the same columns (a column left out must not become NULL)."""
+    if not rows:
+        return True
+    first = rows[0].keys()
+    return all(row.keys() == first for row in rows)
+
+
+# The tables written by common table expressions, in this order: (name, table, upsert).
+_PLAN = (
+    ("calls", CALLS, True),
+    ("commands", COMMANDS, True),
+    ("events", EVENTS, False),
+    ("cdrs", CDRS, False),
+)
+# The shape of a batch: each present table's name and columns, then the outbox's columns.
+_Shape = tuple[tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...]]
+
+
+@functools.lru_cache(maxsize=64)
+def _statement(shape: _Shape) -> str:
+    tables, outbox_columns = shape
+    upserts = {name: (table, upsert) for name, table, upsert in _PLAN}
+    ctes = []
+    for name, columns in tables:
+        table, upsert = upserts[name]
+        ctes.append(f"{name}_ AS ({_write(table, columns, upsert).insert(name)})")
+    if outbox_columns:
+        write = _write(OUTBOX, outbox_columns, False)
+        names = ", ".join(write.columns)
+        # Ids are drawn from the sequence in the ORDER BY's order, so sorting the
+        # returned ids gives the rows' order (RETURNING itself promises none).
+        main = (
+            f"INSERT INTO outbox ({names}) SELECT {names} FROM {write.source('outbox', ordinality=True)} "  # noqa: S608
+            "ORDER BY position_ RETURNING id"
+        )
+    else:
+        main = "SELECT NULL::bigint AS id WHERE false"
+    return (f"WITH {', '.join(ctes)} " if ctes else "") + main
+
+
+def write_rows(conn: Connection, tables: dict[str, list[dict[str, Any]]]) -> list[int]:
+    """Write calls, commands, events, CDRs and outbox rows in one statement.
+
+    ``tables`` maps "calls", "commands", "events", "cdrs", "outbox" to their rows
+    (empty lists are skipped), the rows of each table naming the same columns
+    (see `uniform`); returns the new outbox ids in the order given.
+    """
+    try:
+        present, params = _parameters(conn.dialect, tables)
+    except (ValueError, TypeError) as exc:
+        # What SQLAlchemy raises when a bind processor refuses a value.
+        raise StatementError(str(exc), None, None, exc) from exc
+    outbox_columns = _columns(OUTBOX, tables["outbox"]) if tables.get("outbox") else ()
+    sql = _statement((tuple(present), outbox_columns))
+    ids = [int(row[0]) for row in conn.exec_driver_sql(sql, params)]
+    ids.sort()
+    return ids
+
+
+def _parameters(
+    dialect: Dialect, tables: dict[str, list[dict[str, Any]]]
+) -> tuple[list[tuple[str, tuple[str, ...]]], dict[str, Any]]:
+    """The present tables with their columns, and every parameter array."""
+    present: list[tuple[str, tuple[str, ...]]] = []
+    params: dict[str, Any] = {}
+    for name, table, upsert in _PLAN:
+        rows = tables.get(name) or []
+        if not rows:
+            continue
+        if upsert:
+            rows = _folded(rows, tuple(col.name for col in table.primary_key.columns))
+        columns = _columns(table, rows)
+        present.append((name, columns))
+        params.update(_write(table, columns, upsert).params(name, rows, dialect))
+    outbox = tables.get("outbox") or []
+    if outbox:
+        params.update(_write(OUTBOX, _columns(OUTBOX, outbox), False).params("outbox", outbox, dialect))
+    return present, params
