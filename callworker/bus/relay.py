@@ -1,9 +1,14 @@
 """The outbox relay: publishes committed outbox rows in id order, then marks them sent.
 
-Strategy: the database is the truth and memory a cache. One greenlet owns all state
-and repeats a short cycle: notice a new broker connection, collect confirms, mark
-confirmed ids sent, read one page when scanning, publish from the buffer within the
-window, then sleep until woken (a notify, a confirm, a connection change, a timer).
+Strategy: the database is the truth and memory a cache. Two greenlets share the
+state, so that a database round trip holds up publishing only while a page is read.
+The relay greenlet repeats a short cycle: notice a new broker connection, collect
+confirms, publish from the buffer up to the free window (letting the hub poll its
+sockets every few hundred publishes, so pika writes the frames out and the rest of
+the worker runs), read one page when scanning, then sleep until woken (a notify, a
+confirm, a deletion, a connection change, a timer). Confirmed ids go to a set; the
+marker greenlet takes all of them accumulated so far, sorted, and marks them sent
+(`mark_sent`, a page's worth per call), retrying with a backoff while that fails.
 
 Items reach the buffer two ways, never both at once. The fast path (`notify`)
 appends rows the caller has just committed, ids ascending, above `cursor` (the
@@ -13,9 +18,16 @@ them); it ends with a short page once every id notified during it is behind the
 cursor. A scan starts on every broker (re)connection from id 0 with in-flight items
 forgotten, after a nack from just before the nacked id, when the buffer would
 overflow from the cursor, and from 0 as a safety net when idle for a while. Rows
-already in flight or confirmed but not yet marked are skipped while scanning, so a
-healthy run publishes each row once; failures may publish a row again
-(consumers dedupe by message_id) but never leave one behind.
+already in flight or confirmed but not yet marked are skipped while scanning, and so
+are rows marked while the page was being read (the page may predate that), so a
+healthy run publishes each row once; failures may publish a row again (consumers
+dedupe by message_id) but never leave one behind.
+
+Memory: buffered items, items in flight and confirmed ids not yet marked together
+stay within `buffer_limit`. While marking keeps failing the confirmed ids fill that
+room and the relay stops taking rows in (they wait in the database) instead of
+growing. A page is read once a whole page fits, or sooner when less than a window
+is left to publish.
 """
 
 from __future__ import annotations
@@ -38,7 +50,7 @@ __all__ = ["OutboxItem", "OutboxRelay"]
 
 log = logging.getLogger("callworker.bus")
 
-_PUBLISH_BURST = 500  # publishes per cycle before letting the hub write them out
+_PUBLISHES_PER_YIELD = 200  # publishes between two chances for the hub to write them out
 
 
 @dataclass(frozen=True)
@@ -54,13 +66,25 @@ class OutboxItem:
     headers: dict[str, Any] | None
 
 
+def _let_the_hub_poll() -> None:
+    """Return once the hub has polled its sockets.
+
+    gevent.sleep(0) only runs greenlets that are runnable already and may return
+    before the loop polls anything; an expired timer is served after the poll, in
+    which pika writes out the frames queued so far and other sockets are read.
+    """
+    hub = gevent.get_hub()
+    with hub.loop.timer(0) as timer:
+        hub.wait(timer)
+
+
 class OutboxRelay:
     """At-least-once, in-order publishing of outbox rows with bounded memory."""
 
     def __init__(self, client: AmqpClient, *,
                  fetch_pending: Callable[[int, int], list[OutboxItem]],
                  mark_sent: Callable[[list[int]], None], window: int = 1000,
-                 buffer_limit: int = 50000, page_size: int = 1000,
+                 buffer_limit: int = 50000, page_size: int = 5000,
                  safety_interval: float = 5.0) -> None:
         self._client = client
         self._fetch = fetch_pending
@@ -72,17 +96,21 @@ class OutboxRelay:
         self._buffer: deque[OutboxItem] = deque()
         self._inflight: dict[int, OutboxItem] = {}
         self._done: deque[tuple[int | None, int, bool]] = deque()  # generation, id, confirmed
-        self._unmarked: set[int] = set()
+        self._unmarked: set[int] = set()  # confirmed, not yet marked sent
+        self._reading = False  # a page read is under way
+        self._marked_during_read: set[int] = set()
         self._cursor = 0
         self._scanning = True
         self._notified_max = 0  # highest id notified while the current page was read
         self._generation: int | None = None
         self._last_scan = time.monotonic()
-        self._mark_backoff, self._mark_at = Backoff(0.05, 5.0), 0.0
+        self._mark_backoff = Backoff(0.05, 5.0)
         self._fetch_backoff, self._fetch_at = Backoff(0.05, 5.0), 0.0
         self._wake = gevent.event.Event()
+        self._mark_wake = gevent.event.Event()
         self._drained = gevent.event.Event()
         self._greenlet: gevent.Greenlet | None = None
+        self._marker: gevent.Greenlet | None = None
         client.add_listener(on_ready=self._wake.set, on_lost=self._wake.set)
 
     # ----- public surface -------------------------------------------------------
@@ -90,6 +118,7 @@ class OutboxRelay:
     def start(self) -> None:
         if self._greenlet is None:
             self._greenlet = gevent.spawn(self._run)
+            self._marker = gevent.spawn(self._run_marker)
 
     def notify(self, items: list[OutboxItem]) -> None:
         """Rows just committed, ids ascending. Never blocks; any greenlet."""
@@ -123,10 +152,11 @@ class OutboxRelay:
             self._drained.clear()  # stale: wait for the relay to set it again
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Flush (up to timeout), then stop publishing and marking."""
         self.flush(timeout)
-        if self._greenlet is not None:
-            self._greenlet.kill(block=True, timeout=1.0)
-            self._greenlet = None
+        running = [greenlet for greenlet in (self._greenlet, self._marker) if greenlet is not None]
+        gevent.killall(running, block=True, timeout=1.0)
+        self._greenlet = self._marker = None
 
     @property
     def backlog(self) -> int:
@@ -135,10 +165,10 @@ class OutboxRelay:
 
     @property
     def held(self) -> int:
-        """Rows held in memory; never above buffer_limit."""
+        """Rows held in memory (buffered, in flight, confirmed); never above buffer_limit."""
         return self._held()
 
-    # ----- the cycle --------------------------------------------------------------
+    # ----- the publishing cycle -----------------------------------------------------
 
     def _run(self) -> None:
         while True:
@@ -152,13 +182,12 @@ class OutboxRelay:
         self._wake.clear()
         self._follow_connection()
         self._collect()
-        self._mark()
-        self._scan_page()
         self._publish()
+        self._scan_page()  # while the window just published is being confirmed
         if self._is_drained():
             self._drained.set()
         if self._can_proceed():
-            gevent.sleep(0)
+            _let_the_hub_poll()
             return
         self._wake.wait(self._idle_timeout())
         if not self._scanning and not self._buffer and \
@@ -179,6 +208,7 @@ class OutboxRelay:
             generation, item_id, confirmed = self._done.popleft()
             if confirmed:
                 self._unmarked.add(item_id)
+                self._mark_wake.set()
             if generation != self._generation:
                 continue  # forgotten when that connection ended
             self._inflight.pop(item_id, None)
@@ -188,70 +218,106 @@ class OutboxRelay:
             log.warning("outbox row %d not confirmed; publishing again", first_failed)
             self._start_scan(first_failed - 1)
 
-    def _mark(self) -> None:
-        if not self._unmarked or time.monotonic() < self._mark_at:
-            return
-        ids = sorted(self._unmarked)
-        for start in range(0, len(ids), self._page_size):
-            chunk = ids[start:start + self._page_size]
-            try:
-                self._mark_sent(chunk)
-            except Exception as exc:  # noqa: BLE001 - whatever the store raises, retry later
-                delay = self._mark_backoff.next()
-                log.warning("marking %d outbox rows sent failed (%r); retry in %.2f s",
-                            len(chunk), exc, delay)
-                self._mark_at = time.monotonic() + delay
-                return
-            self._unmarked.difference_update(chunk)
-        self._mark_backoff.reset()
-
     def _scan_page(self) -> None:
-        room = min(self._page_size, self._buffer_limit - self._held())
+        room = self._page_room()
         if not self._scanning or room <= 0 or time.monotonic() < self._fetch_at:
             return
         self._notified_max = 0
-        try:
-            rows = self._fetch(self._cursor, room)
-        except Exception as exc:  # noqa: BLE001 - whatever the store raises, retry later
-            delay = self._fetch_backoff.next()
-            log.warning("reading the outbox failed (%r); retry in %.2f s", exc, delay)
-            self._fetch_at = time.monotonic() + delay
+        page = self._read_page(room)
+        if page is None:
             return
-        self._fetch_backoff.reset()
+        rows, marked_meanwhile = page
         for row in rows:
             if row.id <= self._cursor:
                 continue
             self._cursor = row.id
-            if row.id not in self._inflight and row.id not in self._unmarked:
+            if row.id not in self._inflight and row.id not in self._unmarked and \
+                    row.id not in marked_meanwhile:
                 self._buffer.append(row)
         # A short page read after a notify holds that row; one read meanwhile may not.
         if len(rows) < room and self._notified_max <= self._cursor:
             self._scanning = False
             self._last_scan = time.monotonic()
 
+    def _read_page(self, limit: int) -> tuple[list[OutboxItem], set[int]] | None:
+        """Rows after the cursor and the ids marked sent meanwhile; None if reading failed."""
+        self._reading = True
+        try:
+            rows = self._fetch(self._cursor, limit)
+        except Exception as exc:  # noqa: BLE001 - whatever the store raises, retry later
+            delay = self._fetch_backoff.next()
+            log.warning("reading the outbox failed (%r); retry in %.2f s", exc, delay)
+            self._fetch_at = time.monotonic() + delay
+            return None
+        finally:
+            self._reading = False
+            marked_meanwhile, self._marked_during_read = self._marked_during_read, set()
+        self._fetch_backoff.reset()
+        return rows, marked_meanwhile
+
     def _publish(self) -> None:
-        if not self._client.ready or self._client.generation != self._generation:
-            return
-        for _ in range(_PUBLISH_BURST):
-            if not self._buffer or len(self._inflight) >= self._window:
-                return
-            item = self._buffer[0]
-            try:
-                result = self._client.publish(
-                    item.exchange, item.routing_key, item.body, message_id=item.message_id,
-                    correlation_id=item.correlation_id, headers=item.headers,
-                    generation=self._generation)
-            except BrokerUnavailable:
+        """Publish up to the free window, letting the hub poll every few hundred."""
+        published = 0
+        while self._can_publish():
+            if not self._publish_first():
                 return  # woken again when a connection is ready
-            # Only this greenlet takes from the left, so buffer[0] is still `item`.
+            published += 1
+            if published % _PUBLISHES_PER_YIELD == 0:
+                _let_the_hub_poll()
+
+    def _publish_first(self) -> bool:
+        """Publish the first buffered item; False when the broker is unavailable."""
+        item = self._buffer[0]
+        try:
+            result = self._client.publish(
+                item.exchange, item.routing_key, item.body, message_id=item.message_id,
+                correlation_id=item.correlation_id, headers=item.headers,
+                generation=self._generation)
+        except BrokerUnavailable:
+            return False
+        # Only this greenlet takes from the left; a rescan started while publish waited
+        # for a slot may have emptied the buffer, and the scan skips what is in flight.
+        if self._buffer and self._buffer[0] is item:
             self._buffer.popleft()
-            self._inflight[item.id] = item
-            result.rawlink(partial(self._on_result, self._generation, item.id))
+        self._inflight[item.id] = item
+        result.rawlink(partial(self._on_result, self._generation, item.id))
+        return True
 
     def _on_result(self, generation: int | None, item_id: int, result: Any) -> None:
         """Hub greenlet: record the outcome, the relay greenlet handles it."""
         self._done.append((generation, item_id, result.successful()))
         self._wake.set()
+
+    # ----- the marker ---------------------------------------------------------------
+
+    def _run_marker(self) -> None:
+        while True:
+            self._mark_wake.wait()
+            self._mark_wake.clear()
+            try:
+                self._mark_confirmed()
+            except Exception as exc:  # noqa: BLE001 - whatever the store raises, retry later
+                delay = self._mark_backoff.next()
+                log.warning("marking %d outbox rows sent failed (%r); retry in %.2f s",
+                            len(self._unmarked), exc, delay)
+                gevent.sleep(delay)
+                self._mark_wake.set()
+            else:
+                self._mark_backoff.reset()
+
+    def _mark_confirmed(self) -> None:
+        """Mark everything confirmed so far; ids confirmed meanwhile wait for the next round."""
+        ids = sorted(self._unmarked)
+        for start in range(0, len(ids), self._page_size):
+            chunk = ids[start:start + self._page_size]
+            self._mark_sent(chunk)
+            self._forget_marked(chunk)
+
+    def _forget_marked(self, ids: list[int]) -> None:
+        self._unmarked.difference_update(ids)
+        if self._reading:  # the page being read may hold them still
+            self._marked_during_read.update(ids)
+        self._wake.set()  # room for more rows, perhaps drained
 
     # ----- helpers ------------------------------------------------------------------
 
@@ -263,29 +329,36 @@ class OutboxRelay:
         self._drained.clear()
 
     def _held(self) -> int:
-        return len(self._buffer) + len(self._inflight)
+        return len(self._buffer) + len(self._inflight) + len(self._unmarked)
+
+    def _page_room(self) -> int:
+        """Rows to read now: a whole page once it fits, less only when the buffer runs low."""
+        room = min(self._page_size, self._buffer_limit - self._held())
+        if room < self._page_size and len(self._buffer) >= self._window:
+            return 0  # enough to publish meanwhile: fewer, larger reads
+        return max(room, 0)
+
+    def _can_publish(self) -> bool:
+        return bool(self._buffer) and len(self._inflight) < self._window and \
+            self._client.ready and self._client.generation == self._generation
 
     def _is_drained(self) -> bool:
         return not (self._scanning or self._buffer or self._inflight or self._unmarked
                     or self._done)
 
     def _can_proceed(self) -> bool:
-        """Work that needs no waiting: ids to mark, a page to read, items to publish."""
-        now = time.monotonic()
-        if (self._unmarked and now >= self._mark_at) or self._done:
+        """Work that needs no waiting: confirms to collect, a page to read, items to publish."""
+        if self._done:
             return True
-        if self._scanning and self._held() < self._buffer_limit and now >= self._fetch_at:
+        if self._scanning and self._page_room() > 0 and time.monotonic() >= self._fetch_at:
             return True
-        return bool(self._buffer) and len(self._inflight) < self._window and \
-            self._client.ready and self._client.generation == self._generation
+        return self._can_publish()
 
     def _idle_timeout(self) -> float | None:
         """Until the next retry or safety scan is due; None: until woken."""
         deadlines = []
         if not self._scanning and not self._buffer:
             deadlines.append(self._last_scan + self._safety_interval)
-        if self._unmarked:
-            deadlines.append(self._mark_at)
         if self._scanning and self._fetch_at > time.monotonic():
             deadlines.append(self._fetch_at)
         return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None

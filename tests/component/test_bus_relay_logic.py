@@ -1,4 +1,4 @@
-"""OutboxRelay decisions with a scripted broker: nacks, reconnects, window, ordering."""
+"""OutboxRelay decisions with a scripted broker: nacks, reconnects, window, ordering, marking sent."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any, cast
 
 import gevent
 import gevent.event
+import gevent.socket
 import pytest
 
 from callworker.bus.client import AmqpClient
@@ -82,10 +83,21 @@ class ScriptedBroker:
 
 
 class Outbox:
+    """Committed rows in a dict; reads and deletes can be held up or made to fail."""
+
     def __init__(self) -> None:
         self.rows: dict[int, OutboxItem] = {}
         self.next_id = 1
         self.fetch_failures = 0
+        self.on_page_read: Callable[[], None] = lambda: None  # before a read page is returned
+        self.page_read = gevent.event.Event()
+        self.mark_gate = gevent.event.Event()  # mark_sent waits while it is clear
+        self.mark_gate.set()
+        self.mark_broken = False
+        self.marking = gevent.event.Event()  # a mark_sent call has started
+        self.marked = gevent.event.Event()  # a mark_sent call has deleted its rows
+        self.mark_failed = gevent.event.Event()
+        self.markers: set[object] = set()  # the greenlets that called mark_sent
 
     def commit(self, count: int) -> list[OutboxItem]:
         items = [OutboxItem(id=i, exchange="callworker.events", routing_key="k", body=b"{}",
@@ -99,11 +111,21 @@ class Outbox:
         if self.fetch_failures:
             self.fetch_failures -= 1
             raise RuntimeError("database unavailable")
-        return [self.rows[i] for i in sorted(i for i in self.rows if i > after_id)[:limit]]
+        page = [self.rows[i] for i in sorted(i for i in self.rows if i > after_id)[:limit]]
+        self.on_page_read()
+        self.page_read.set()
+        return page
 
     def mark_sent(self, ids: list[int]) -> None:
+        self.markers.add(gevent.getcurrent())
+        self.marking.set()
+        assert self.mark_gate.wait(5), "mark_sent was held up for good"
+        if self.mark_broken:
+            self.mark_failed.set()
+            raise RuntimeError("database unavailable")
         for item_id in ids:
             del self.rows[item_id]
+        self.marked.set()
 
 
 @pytest.fixture
@@ -227,3 +249,119 @@ def test_rows_wait_while_the_broker_is_away(relays: list[OutboxRelay]) -> None:
     broker.reconnect()
     assert relay.flush(5)
     assert broker.published == [1, 2, 3]
+
+
+def test_marking_rows_sent_does_not_hold_up_publishing(relays: list[OutboxRelay]) -> None:
+    broker, outbox = ScriptedBroker(), Outbox()
+    publishers: set[object] = set()
+    broker.on_publish = lambda: publishers.add(gevent.getcurrent())
+    outbox.mark_gate.clear()
+    relay = start(relays, broker, outbox)
+    relay.notify(outbox.commit(10))
+    assert outbox.marking.wait(5)  # a delete is under way and does not return
+    relay.notify(outbox.commit(10))
+    assert broker.wait_published(20)
+    outbox.mark_gate.set()
+    assert relay.flush(5) and outbox.rows == {}
+    assert broker.published == list(range(1, 21))
+    assert publishers and publishers.isdisjoint(outbox.markers)
+
+
+def test_flush_waits_until_the_confirmed_rows_are_marked_sent(relays: list[OutboxRelay]) -> None:
+    broker, outbox = ScriptedBroker(), Outbox()
+    outbox.mark_gate.clear()
+    relay = start(relays, broker, outbox)
+    relay.notify(outbox.commit(5))
+    assert broker.wait_published(5) and outbox.marking.wait(5)
+    assert not relay.flush(0.2)
+    assert relay.backlog == 5 and len(outbox.rows) == 5
+    outbox.mark_gate.set()
+    assert relay.flush(5)
+    assert relay.backlog == 0 and outbox.rows == {}
+
+
+def test_marking_that_fails_is_retried_and_publishes_nothing_twice(
+        relays: list[OutboxRelay]) -> None:
+    broker, outbox = ScriptedBroker(auto_confirm=False), Outbox()
+    outbox.mark_broken = True
+    relay = start(relays, broker, outbox)
+    relay.notify(outbox.commit(20))
+    assert broker.wait_published(20)
+    broker.confirm_all()
+    assert outbox.mark_failed.wait(5)
+    outbox.page_read.clear()
+    broker.drop_connection()
+    broker.reconnect()  # a scan from id 0 finds the confirmed rows still in the outbox
+    assert outbox.page_read.wait(5)
+    assert not broker.wait_published(21, timeout=0.2)
+    assert relay.backlog == 20 and relay.held == 20
+    outbox.mark_broken = False
+    assert relay.flush(5)
+    assert outbox.rows == {} and relay.backlog == 0
+    assert broker.published == list(range(1, 21))
+
+
+def test_a_scan_skips_rows_marked_sent_while_its_page_was_read(
+        relays: list[OutboxRelay]) -> None:
+    broker, outbox = ScriptedBroker(auto_confirm=False), Outbox()
+    outbox.mark_gate.clear()
+    relay = start(relays, broker, outbox)
+    relay.notify(outbox.commit(10))
+    assert broker.wait_published(10)
+    broker.confirm_all()
+    assert outbox.marking.wait(5)
+    backlog_when_read: list[int] = []
+
+    def finish_marking_before_the_page_returns() -> None:
+        outbox.mark_gate.set()
+        assert outbox.marked.wait(5)
+        backlog_when_read.append(relay.backlog)
+
+    outbox.on_page_read = finish_marking_before_the_page_returns
+    broker.drop_connection()
+    broker.reconnect()  # a scan from id 0 reads the rows before they are deleted
+    assert relay.flush(5)
+    assert backlog_when_read[0] == 0  # marked and forgotten while the page was read
+    assert broker.published == list(range(1, 11))
+    assert outbox.rows == {}
+
+
+def test_a_long_burst_lets_the_hub_poll_other_sockets(relays: list[OutboxRelay]) -> None:
+    broker, outbox = ScriptedBroker(auto_confirm=False), Outbox()
+    reader, writer = gevent.socket.socketpair()
+    published_when_read: gevent.event.AsyncResult = gevent.event.AsyncResult()
+
+    def read_one_byte() -> None:
+        reader.recv(1)
+        published_when_read.set(len(broker.published))
+
+    def ready_the_reader_on_the_first_publish() -> None:
+        if len(broker.published) == 1:
+            writer.send(b"x")
+
+    gevent.spawn(read_one_byte)
+    broker.on_publish = ready_the_reader_on_the_first_publish
+    try:
+        relay = start(relays, broker, outbox, window=1000)
+        relay.notify(outbox.commit(1000))
+        assert broker.wait_published(1000)
+        assert published_when_read.get(timeout=5) < 1000
+    finally:
+        reader.close()
+        writer.close()
+    broker.confirm_all()
+    assert relay.flush(5)
+
+
+def test_stop_ends_both_publishing_and_marking(relays: list[OutboxRelay]) -> None:
+    broker, outbox = ScriptedBroker(), Outbox()
+    outbox.mark_gate.clear()
+    relay = start(relays, broker, outbox)
+    relay.notify(outbox.commit(5))
+    assert broker.wait_published(5) and outbox.marking.wait(5)
+    relay.stop(timeout=0.2)  # cannot flush: the delete is held up
+    outbox.mark_gate.set()
+    relay.notify(outbox.commit(5))
+    assert not outbox.marked.wait(0.2)
+    assert not broker.wait_published(6, timeout=0.2)
+    assert len(outbox.rows) == 10

@@ -11,10 +11,12 @@ import gevent
 import gevent.event
 import pika
 import pytest
+from sqlalchemy import Engine, text
 
 from callworker.bus.client import AmqpClient
 from callworker.bus.relay import OutboxItem, OutboxRelay
 from callworker.bus.topology import EVENTS_EXCHANGE
+from callworker.store import delete_outbox, make_engine, migrate, pending_outbox
 
 pytestmark = pytest.mark.integration
 
@@ -235,3 +237,66 @@ def test_rows_left_over_from_an_earlier_run_are_published_at_start(
     assert relay.flush(10)
     assert outbox.rows == {}
     assert received_ids(amqp_url, queue, 250) == list(range(1, 251))
+
+
+class PostgresOutbox:
+    """This test's rows in the real outbox table, read and deleted by the store's functions."""
+
+    def __init__(self, engine: Engine, routing_key: str) -> None:
+        self.engine = engine
+        self.routing_key = routing_key
+        self.node = f"relay-{uuid.uuid4().hex[:8]}"
+        self.committed = 0
+
+    def commit(self, count: int) -> list[OutboxItem]:
+        """Rows numbered on from the last ones (message_id), ids ascending like the journal's."""
+        numbers = list(range(self.committed + 1, self.committed + count + 1))
+        self.committed += count
+        with self.engine.begin() as conn:
+            ids = conn.execute(text(
+                "INSERT INTO outbox (node, exchange, routing_key, message_id, body, created_at) "
+                "SELECT :node, :exchange, :key, t.n::text, convert_to('{}', 'UTF8'), now() "
+                "FROM unnest(CAST(:numbers AS int[])) AS t(n) ORDER BY t.n RETURNING id"),
+                {"node": self.node, "exchange": EVENTS_EXCHANGE, "key": self.routing_key,
+                 "numbers": numbers}).scalars().all()
+        return [OutboxItem(id=row_id, exchange=EVENTS_EXCHANGE, routing_key=self.routing_key,
+                           body=b"{}", message_id=str(number), correlation_id=None, headers=None)
+                for row_id, number in zip(sorted(ids), numbers, strict=True)]
+
+    def fetch_pending(self, after_id: int, limit: int) -> list[OutboxItem]:
+        return [OutboxItem(id=row["id"], exchange=row["exchange"], routing_key=row["routing_key"],
+                           body=bytes(row["body"]), message_id=row["message_id"],
+                           correlation_id=row["correlation_id"], headers=row["headers"])
+                for row in pending_outbox(self.engine, self.node, after_id, limit)]
+
+    def mark_sent(self, ids: list[int]) -> None:
+        delete_outbox(self.engine, ids)
+
+    def remaining(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM outbox WHERE node = :node"),
+                                    {"node": self.node}).scalar_one())
+
+
+@pytest.fixture
+def pg_engine(pg_url: str) -> Iterator[Engine]:
+    migrate(pg_url)
+    engine = make_engine(pg_url)
+    yield engine
+    engine.dispose()
+
+
+def test_scans_racing_the_deletes_in_postgresql_publish_every_row_once(
+        pg_engine: Engine, amqp_url: str, started) -> None:
+    key, queue = make_route(amqp_url)
+    outbox = PostgresOutbox(pg_engine, key)
+    outbox.commit(1000)  # left over from an earlier run: read in pages
+    # Safety scans from id 0 every few milliseconds read rows whose deletion is under way.
+    relay, client = make_relay(amqp_url, outbox, started, window=100, page_size=300,
+                               safety_interval=0.005)
+    assert client.wait_ready(10)
+    for _ in range(40):
+        relay.notify(outbox.commit(50))
+    assert relay.flush(30)
+    assert outbox.remaining() == 0
+    assert received_ids(amqp_url, queue, 3000) == list(range(1, 3001))
