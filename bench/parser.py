@@ -25,7 +25,7 @@ from bench.esl_samples import capture_events, describe, simulator_events
 from bench.infra import wait_for_quiet
 from callworker.calls.cdr import cdr_fields, epoch_us
 from callworker.calls.states import FS_EVENT_SIGNALS
-from callworker.esl.codec import Event, FrameParser, parse_event
+from callworker.esl.codec import Event, FrameParser, HeaderBatch, parse_event
 
 __all__ = ["run"]
 
@@ -43,9 +43,8 @@ def _worker_reads(event: Event) -> None:
         return
     event.get("Unique-ID")
     if name == _HANGUP:
-        event.get("variable_hangup_cause") or event.get("Hangup-Cause")
+        cdr_fields(event)["hangup_cause"]  # the pump's hangup cause is the CDR's
         epoch_us(event.get("Event-Date-Timestamp"))
-        cdr_fields(event)
     elif name in FS_EVENT_SIGNALS:
         epoch_us(event.get("Event-Date-Timestamp"))
 
@@ -86,6 +85,9 @@ class _Dict:
 
     def get(self, key: str, default: str | None = None) -> str | None:
         return self.headers.get(key, default)
+
+    def get_many(self, batch: HeaderBatch) -> list[str | None]:
+        return [self.headers.get(name) for name in batch.names]
 
 
 class _NoSocket:

@@ -7,7 +7,7 @@ from typing import Any
 
 from callworker.calls.clean import clean_name, clean_number, clean_token
 from callworker.calls.record import CallRecord
-from callworker.esl.codec import Event
+from callworker.esl.codec import Event, HeaderBatch
 
 __all__ = ["cdr_fields", "cdr_row", "synthetic_cdr_fields", "epoch_us", "Q850"]
 
@@ -35,16 +35,22 @@ def epoch_us(value: str | None) -> datetime | None:
     if not value or value == "0":
         return None
     try:
-        return datetime.fromtimestamp(int(value) / 1_000_000, tz=UTC)
-    except (ValueError, OverflowError):
+        # tz passed by position: the keyword form costs a third more per call.
+        return datetime.fromtimestamp(int(value) / 1_000_000, UTC)
+    except (ValueError, OverflowError, OSError):  # OSError: past what the platform's time holds
         return None
+
+
+_INT32 = range(-(2**31), 2**31)  # the CDR's integer columns
 
 
 def _int(value: str | None) -> int | None:
+    """A whole number that fits its column; None otherwise (one bad value must not sink a batch)."""
     try:
-        return int(value) if value not in (None, "") else None
+        number = int(value) if value not in (None, "") else None
     except ValueError:
         return None
+    return number if number is None or number in _INT32 else None
 
 
 def _float(value: str | None) -> float | None:
@@ -54,33 +60,59 @@ def _float(value: str | None) -> float | None:
         return None
 
 
-def _pdd_ms(event: Event) -> int | None:
+def _pdd_ms(progress: str | None, progress_media: str | None) -> int | None:
     """Post-dial delay: from the start to the first progress (180 or 183), in ms."""
-    marks = [_int(event.get(name)) for name in ("variable_progressmsec", "variable_progress_mediamsec")]
-    positive = [mark for mark in marks if mark]
+    positive = [mark for mark in (_int(progress), _int(progress_media)) if mark]
     return min(positive) if positive else None
+
+
+# Every value a CDR reads, fetched together: the variables come from one pass over
+# the event (a HANGUP_COMPLETE is 6-12 KB) rather than one search each.
+_CDR_READS = HeaderBatch((
+    "Caller-Caller-ID-Name",
+    "Caller-Caller-ID-Number",
+    "Caller-Destination-Number",
+    "variable_start_uepoch",
+    "variable_answer_uepoch",
+    "variable_end_uepoch",
+    "variable_duration",
+    "variable_billsec",
+    "variable_billmsec",
+    "variable_hangup_cause",
+    "variable_hangup_cause_q850",
+    "variable_sip_hangup_disposition",
+    "variable_progressmsec",
+    "variable_progress_mediamsec",
+    "variable_rtp_audio_in_mos",
+    "variable_read_codec",
+    "variable_write_codec",
+))
 
 
 def cdr_fields(event: Event) -> dict[str, Any]:
     """What CHANNEL_HANGUP_COMPLETE says about the leg (read outside the journal)."""
-    cause = event.get("variable_hangup_cause") or event.get("Hangup-Cause")
+    (
+        caller_name, caller_number, destination,
+        start, answer, end, duration, billsec, billmsec,
+        cause, q850, disposition, progress, progress_media, mos, read_codec, write_codec,
+    ) = event.get_many(_CDR_READS)
     return {
-        "caller_id_name": clean_name(event.get("Caller-Caller-ID-Name")),
-        "caller_id_number": clean_number(event.get("Caller-Caller-ID-Number")),
-        "destination_number": clean_number(event.get("Caller-Destination-Number")),
-        "start_stamp": epoch_us(event.get("variable_start_uepoch")),
-        "answer_stamp": epoch_us(event.get("variable_answer_uepoch")),
-        "end_stamp": epoch_us(event.get("variable_end_uepoch")),
-        "duration": _int(event.get("variable_duration")),
-        "billsec": _int(event.get("variable_billsec")),
-        "billmsec": _int(event.get("variable_billmsec")),
-        "hangup_cause": clean_token(cause),
-        "hangup_cause_q850": _int(event.get("variable_hangup_cause_q850")),
-        "sip_hangup_disposition": clean_token(event.get("variable_sip_hangup_disposition")),
-        "pdd_ms": _pdd_ms(event),
-        "rtp_audio_in_mos": _float(event.get("variable_rtp_audio_in_mos")),
-        "read_codec": clean_token(event.get("variable_read_codec")),
-        "write_codec": clean_token(event.get("variable_write_codec")),
+        "caller_id_name": clean_name(caller_name),
+        "caller_id_number": clean_number(caller_number),
+        "destination_number": clean_number(destination),
+        "start_stamp": epoch_us(start),
+        "answer_stamp": epoch_us(answer),
+        "end_stamp": epoch_us(end),
+        "duration": _int(duration),
+        "billsec": _int(billsec),
+        "billmsec": _int(billmsec),
+        "hangup_cause": clean_token(cause or event.get("Hangup-Cause")),
+        "hangup_cause_q850": _int(q850),
+        "sip_hangup_disposition": clean_token(disposition),
+        "pdd_ms": _pdd_ms(progress, progress_media),
+        "rtp_audio_in_mos": _float(mos),
+        "read_codec": clean_token(read_codec),
+        "write_codec": clean_token(write_codec),
     }
 
 

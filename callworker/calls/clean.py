@@ -15,6 +15,8 @@ __all__ = ["clean_number", "clean_name", "clean_token"]
 _NUMBER_RE = re.compile(r"\A[0-9A-Za-z+*#._-]{1,32}\Z")
 _TOKEN_RE = re.compile(r"\A[0-9A-Za-z+*#._:/@-]{1,64}\Z")
 _NAME_MAX = 64
+# Printable ASCII with single spaces inside: what nearly every name is, already clean.
+_PLAIN_NAME_RE = re.compile(r"\A[!-~]+(?: [!-~]+)*\Z")
 
 
 def clean_number(value: str | None) -> str | None:
@@ -25,6 +27,8 @@ def clean_number(value: str | None) -> str | None:
 
 def clean_name(value: str | None) -> str | None:
     """A caller ID name from the network: printable, single-spaced, at most 64 characters."""
+    if value and len(value) <= _NAME_MAX and _PLAIN_NAME_RE.match(value):
+        return value
     text = "".join(" " if unicodedata.category(ch)[0] in "CZ" else ch for ch in value or "")
     text = " ".join(text.split())[:_NAME_MAX].strip()
     return text or None

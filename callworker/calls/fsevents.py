@@ -160,8 +160,8 @@ class EventPump:
         if name == "CHANNEL_CREATE":
             self._journal.submit(_created_op(call_id))
         elif name == "CHANNEL_HANGUP_COMPLETE":
-            cause = clean_token(event.get("variable_hangup_cause") or event.get("Hangup-Cause"))
-            self._journal.submit(_hangup_op(call_id, cause, _occurred_at(event), cdr_fields(event)))
+            cdr = cdr_fields(event)
+            self._journal.submit(_hangup_op(call_id, cdr["hangup_cause"], _occurred_at(event), cdr))
         elif (signal := FS_EVENT_SIGNALS.get(name)) is not None:
             self._journal.submit(_signal_op(call_id, signal, _occurred_at(event)))
 

@@ -14,6 +14,8 @@ are never decoded. The end of the header block is found from the inner
 ``Content-Length`` line (a long needle: a fast search) rather than by scanning 12 KB
 for a blank line, and ``variable_*`` lookups share one regular-expression pass per
 event over the variable names the process has asked for (see ``_VariableNames``).
+Names always read together (a CDR's) form a ``HeaderBatch``: ``Event.get_many``
+answers them in one call, the variables among them from that same pass.
 
 The same module encodes what a FreeSWITCH server sends (used by the simulator)
 and what a client sends (commands), so both sides share one definition of the
@@ -33,6 +35,7 @@ from callworker.errors import ProtocolError, UnsafeValue
 __all__ = [
     "Frame",
     "Event",
+    "HeaderBatch",
     "FrameParser",
     "Command",
     "CommandParser",
@@ -117,19 +120,22 @@ class Event:
 
     def _variable(self, name: str) -> str | None:
         """A ``variable_*`` value through the per-event index of the names in use."""
+        if not _VARIABLE_NAMES.knows(name):
+            # A name never asked for before: one search now, the index from then on.
+            _VARIABLE_NAMES.add(name)
+            return self._find(name)
+        return self._variable_index().get(name[_VARIABLE_PREFIX_LENGTH:])
+
+    def _variable_index(self) -> dict[str, str]:
+        """This event's values of every variable name in use, by name without ``variable_``.
+
+        Built by one pass on first use, and again only if names have joined since.
+        """
         names = _VARIABLE_NAMES
         index = self._variables
         if index is None or index[0] != names.generation:
-            if not names.knows(name):
-                # A name never asked for before: one search now, the index from then on.
-                names.add(name)
-                return self._find(name)
             index = self._variables = (names.generation, names.index(self._text))
-        value = index[1].get(name)
-        if value is not None or names.knows(name):
-            return value  # found, or indexed and absent
-        names.add(name)
-        return self._find(name)
+        return index[1]
 
     def _find(self, name: str) -> str | None:
         """The first ``Name: value`` (or empty ``Name:``) line, by substring search."""
@@ -164,6 +170,16 @@ class Event:
         if self._encoded and "%" in value:
             value = unquote(value)
         return value
+
+    def get_many(self, batch: HeaderBatch) -> list[str | None]:
+        """``[self.get(name) for name in batch.names]``, its variables from one index pass."""
+        if self._values is not None:
+            return [self.get(name) for name in batch.names]
+        index = self._variable_index()
+        find = self._find
+        raw = [index.get(key) if key else find(name) for name, key in batch.lookups]
+        # A lazily parsed event is always URL-encoded; most values hold no escape.
+        return [unquote(value) if value and "%" in value else value for value in raw]
 
     def __getitem__(self, name: str) -> str:
         value = self.get(name)
@@ -243,20 +259,61 @@ class _VariableNames:
             self.generation += 1
 
     def index(self, text: str) -> dict[str, str]:
+        """The first value of each known name in ``text``, by name without ``variable_``."""
+        if not self._names:
+            return {}
         pattern = self._pattern
         if pattern is None:
-            # Longest first, so a name that prefixes another cannot hide it.
-            names = sorted((n[len("variable_"):] for n in self._names), key=len, reverse=True)
-            alternatives = "|".join(re.escape(n) for n in names)
+            alternatives = _alternation(n[_VARIABLE_PREFIX_LENGTH:] for n in self._names)
+            # Only the short name is captured: the whole "\nvariable_" is then the
+            # literal prefix the search skips to, not re-matched at each variable line.
             pattern = self._pattern = re.compile(
-                f"\n(variable_(?:{alternatives})):(?: ([^\n]*)|(?=\n))"
+                f"\nvariable_({alternatives}):(?: ([^\n]*)|(?=\n))"
             )
         # (name, value) pairs in text order; reversed, each name's first line is stored last.
         return dict(reversed(pattern.findall(text)))
 
 
+def _alternation(names: Iterable[str]) -> str:
+    """A regex matching any of ``names`` (none empty), grouped by first character.
+
+    Every variable line of an event tries the alternation; grouped, a line is
+    turned down after one test per distinct first character instead of one per name.
+    Longest first within a group, so a name that prefixes another cannot hide it.
+    """
+    by_first: dict[str, list[str]] = {}
+    for name in sorted(names, key=len, reverse=True):
+        by_first.setdefault(name[0], []).append(re.escape(name[1:]))
+    return "|".join(f"{re.escape(first)}(?:{'|'.join(rests)})" for first, rests in by_first.items())
+
+
 _VARIABLE_NAME = re.compile(r"variable_[A-Za-z0-9_.\-]+\Z")
+_VARIABLE_PREFIX_LENGTH = len("variable_")
 _VARIABLE_NAMES = _VariableNames()
+
+
+class HeaderBatch:
+    """Header names read together from many events (a CDR's), for ``Event.get_many``.
+
+    Its ``variable_*`` names join the shared index when the batch is made, so the
+    first event already answers them all from one pass instead of one search each.
+    """
+
+    __slots__ = ("names", "lookups")
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = tuple(names)
+        for name in self.names:
+            if name.startswith("variable_"):
+                _VARIABLE_NAMES.add(name)
+        # Per name, its key in the variable index, or "" where it is searched directly
+        # (a header, or a variable the bounded index did not take).
+        self.lookups = tuple(
+            (name, name[_VARIABLE_PREFIX_LENGTH:] if _VARIABLE_NAMES.knows(name) else "")
+            for name in self.names
+        )
+
+
 _INNER_LENGTH = b"\nContent-Length: "
 
 

@@ -1,14 +1,30 @@
-"""CDR fields from a real CHANNEL_HANGUP_COMPLETE (capture 13)."""
+"""CDR fields from a real CHANNEL_HANGUP_COMPLETE (capture 13), and from any values."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from callworker.calls.cdr import cdr_fields, cdr_row, epoch_us, synthetic_cdr_fields
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from callworker.calls.cdr import _float, _int, cdr_fields, cdr_row, epoch_us, synthetic_cdr_fields
+from callworker.calls.clean import clean_name, clean_number, clean_token
 from callworker.calls.record import CallRecord
 from callworker.calls.states import Status
-from callworker.esl.codec import FrameParser, parse_event
+from callworker.errors import ProtocolError
+from callworker.esl.codec import (
+    Event,
+    Frame,
+    FrameParser,
+    encode_event_json,
+    encode_event_plain,
+    parse_event,
+    parse_event_json,
+    parse_event_plain,
+)
 
 
 def _hangup_complete(captures_dir: Path):
@@ -58,4 +74,114 @@ def test_a_call_refused_before_any_channel_still_gets_a_cdr() -> None:
 
 def test_epoch_zero_means_never() -> None:
     assert epoch_us("0") is None and epoch_us(None) is None and epoch_us("x") is None
+    assert epoch_us("9" * 23) is None  # beyond any datetime: no stamp rather than a lost hangup
     assert epoch_us("1349437306912868") == datetime.fromtimestamp(1349437306.912868, tz=UTC)
+
+
+# ------------------------------------------- the batched read against one get per field
+
+_CDR_HEADERS = (
+    "Caller-Caller-ID-Name", "Caller-Caller-ID-Number", "Caller-Destination-Number", "Hangup-Cause",
+    "variable_start_uepoch", "variable_answer_uepoch", "variable_end_uepoch", "variable_duration",
+    "variable_billsec", "variable_billmsec", "variable_hangup_cause", "variable_hangup_cause_q850",
+    "variable_sip_hangup_disposition", "variable_progressmsec", "variable_progress_mediamsec",
+    "variable_rtp_audio_in_mos", "variable_read_codec", "variable_write_codec",
+)
+_ODD_VALUES = st.sampled_from([
+    "0", "16", "-3", " 42 ", "1.5", "nan", "inf", "1e3", "x", "99999999999999999999999", "1349437306912868",
+    "ORIGINATOR_CANCEL", " PCMA ", "PCMU@8000h", "send_bye", "Jürgen\tMüller\u200b", "a b%20c", "%", "%4",
+    "+4986517174963", "4986 517", "\x00",
+])
+_VALUES = st.one_of(st.none(), _ODD_VALUES, st.text(max_size=30))
+
+
+def _cdr_fields_one_get_each(event: Event) -> dict[str, Any]:
+    """The CDR as read one ``get`` per field: what ``cdr_fields`` must equal."""
+    cause = event.get("variable_hangup_cause") or event.get("Hangup-Cause")
+    marks = [_int(event.get(name)) for name in ("variable_progressmsec", "variable_progress_mediamsec")]
+    positive = [mark for mark in marks if mark]
+    return {
+        "caller_id_name": clean_name(event.get("Caller-Caller-ID-Name")),
+        "caller_id_number": clean_number(event.get("Caller-Caller-ID-Number")),
+        "destination_number": clean_number(event.get("Caller-Destination-Number")),
+        "start_stamp": epoch_us(event.get("variable_start_uepoch")),
+        "answer_stamp": epoch_us(event.get("variable_answer_uepoch")),
+        "end_stamp": epoch_us(event.get("variable_end_uepoch")),
+        "duration": _int(event.get("variable_duration")),
+        "billsec": _int(event.get("variable_billsec")),
+        "billmsec": _int(event.get("variable_billmsec")),
+        "hangup_cause": clean_token(cause),
+        "hangup_cause_q850": _int(event.get("variable_hangup_cause_q850")),
+        "sip_hangup_disposition": clean_token(event.get("variable_sip_hangup_disposition")),
+        "pdd_ms": min(positive) if positive else None,
+        "rtp_audio_in_mos": _float(event.get("variable_rtp_audio_in_mos")),
+        "read_codec": clean_token(event.get("variable_read_codec")),
+        "write_codec": clean_token(event.get("variable_write_codec")),
+    }
+
+
+def _outcome(read: Callable[[Event], dict[str, Any]], event: Event) -> str:
+    """What a read gives, as text: a "nan" MOS is a float that equals nothing, itself included."""
+    try:
+        return repr(read(event))
+    except Exception as exc:  # noqa: BLE001 - an error must be the same error
+        return f"raises {exc!r}"
+
+
+def _same_cdr(parse: Callable[[], Event]) -> None:
+    assert _outcome(cdr_fields, parse()) == _outcome(_cdr_fields_one_get_each, parse())
+
+
+def _hangup_complete_frames(captures_dir: Path) -> list[Frame]:
+    found = []
+    for path in sorted(captures_dir.glob("*.txt")):
+        parser = FrameParser()
+        parser.feed(path.read_bytes())
+        try:
+            frames = list(parser)
+        except ProtocolError:
+            continue
+        found += [frame for frame in frames if frame.content_type.startswith("text/event")
+                  and parse_event(frame).name == "CHANNEL_HANGUP_COMPLETE"]
+    return found
+
+
+def test_a_number_too_large_for_its_column_reads_as_unknown() -> None:
+    # The CDR goes into an integer column: a value past it would make the database
+    # refuse the whole batch of other calls' events along with it.
+    assert _int(str(2**31 - 1)) == 2**31 - 1
+    assert _int(str(2**31)) is None and _int("-" + "9" * 30) is None
+
+
+def test_every_captured_hangup_complete_gives_the_cdr_of_one_get_per_field(captures_dir: Path) -> None:
+    frames = _hangup_complete_frames(captures_dir)
+    assert len(frames) >= 2  # capture 00's call and capture 13
+    for frame in frames:
+        _same_cdr(lambda frame=frame: parse_event(frame))
+        # The same event without the variables a CDR falls back from, and fully decoded first.
+        headers = [(k, v) for k, v in parse_event(frame).headers().items() if k != "variable_hangup_cause"]
+        _same_cdr(lambda headers=headers: parse_event_plain(encode_event_plain(headers)))
+        _same_cdr(lambda headers=headers: parse_event_json(encode_event_json(headers)))
+        split = parse_event(frame)
+        split.headers()
+        _same_cdr(lambda split=split: split)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.fixed_dictionaries({name: _VALUES for name in _CDR_HEADERS}), st.booleans())
+def test_any_cdr_values_give_the_cdr_of_one_get_per_field(
+    captures_dir: Path, values: dict[str, str | None], in_front: bool
+) -> None:
+    base = [(k, v) for k, v in _hangup_complete(captures_dir).headers().items() if k not in values]
+    drawn = [(name, value) for name, value in values.items() if value is not None]
+    headers = [*drawn, *base] if in_front else [*base, *drawn]
+    _same_cdr(lambda: parse_event_plain(encode_event_plain(headers)))
+    _same_cdr(lambda: parse_event_json(encode_event_json(headers)))
+
+
+def test_empty_cdr_lines_read_as_empty_values() -> None:
+    # encode_event_plain drops empty values; FreeSWITCH's "Name:" lines are written by hand.
+    empty = "".join(f"{name}:\n" for name in _CDR_HEADERS if name != "Hangup-Cause")
+    block = empty + "Hangup-Cause: NORMAL_CLEARING\n"
+    _same_cdr(lambda: parse_event_plain(block.encode()))
+    assert cdr_fields(parse_event_plain(block.encode()))["hangup_cause"] == "NORMAL_CLEARING"

@@ -3,12 +3,15 @@ and how hooks are subscribed: pure rules, over capture 15 and simulator-built ev
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from callworker.calls.fsevents import SUBSCRIBED_EVENTS
 from callworker.calls.hooks import hook_data, hook_name, hook_subscription
@@ -85,6 +88,18 @@ def test_answer_state_sets_where_the_call_starts() -> None:
     assert read_inbound(channel(**{"Answer-State": "odd"})).answer_state == "ringing"
 
 
+def _name_by_the_rules(value: str | None) -> str | None:
+    """clean_name's rules spelled out plainly: other and separator characters become
+    spaces, runs of spaces one, at most 64 characters, trimmed."""
+    text = "".join(" " if unicodedata.category(ch)[0] in "CZ" else ch for ch in value or "")
+    return " ".join(text.split())[:64].strip() or None
+
+
+@given(st.one_of(st.none(), st.text(max_size=80), st.text(alphabet=" !~azAZ09\t\x7f\xa0é", max_size=80)))
+def test_a_caller_id_name_is_cleaned_by_the_rules_whatever_it_holds(value: str | None) -> None:
+    assert clean_name(value) == _name_by_the_rules(value)
+
+
 def test_numbers_and_names_from_the_network_are_trimmed_or_dropped() -> None:
     assert clean_number(" +15551234567 ") == "+15551234567"
     assert clean_number("anonymous") == "anonymous" and clean_number("*67#") == "*67#"
@@ -95,6 +110,7 @@ def test_numbers_and_names_from_the_network_are_trimmed_or_dropped() -> None:
     assert clean_name("Zoë Ōta") == "Zoë Ōta"
     assert clean_name("n" * 100) == "n" * 64
     assert clean_name("\r\n") is None and clean_name(None) is None
+    assert clean_name("a" * 64) == "a" * 64 and clean_name("Jane  Caller") == "Jane Caller"
     facts = read_inbound(channel(**{"Caller-Caller-ID-Number": "x" * 40,
                                     "Caller-Destination-Number": "+15552001234"}))
     assert (facts.caller_id_number, facts.destination_number) == (None, "+15552001234")
