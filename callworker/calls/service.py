@@ -204,18 +204,17 @@ class CallService:
         )
         if not self._port.connected:
             raise FreeSwitchUnavailable("FreeSWITCH is not connected")
+        reply = reply_ok(command.command_id, command.type, {"call_id": call_id, "status": "initiated"})
         self.dialling.add(call_id)
         try:
-            self._journal.run(self._open_call_op(command, call_id))
+            # The reply is committed with the call and published at once: "initiated"
+            # means accepted and recorded, whatever the dial does next, and a redelivered
+            # command finds it and dials nothing, so it need not wait for FreeSWITCH.
+            self._journal.run(self._open_call_op(command, to, call_id, reply))
             self._dial(call_id, dial)
         finally:
             self.dialling.discard(call_id)
-        return self.finish(
-            command,
-            to,
-            reply_ok(command.command_id, command.type, {"call_id": call_id, "status": "initiated"}),
-            call_id=call_id,
-        )
+        return reply
 
     def _dial(self, call_id: str, dial: str) -> None:
         """Send the originate once; again only if nothing of it reached FreeSWITCH."""
@@ -238,7 +237,9 @@ class CallService:
                 log.warning("originate %s: FreeSWITCH connection lost while sending", call_id)
                 return
 
-    def _open_call_op(self, command: OriginateCommand, call_id: str) -> Callable[[Unit], None]:
+    def _open_call_op(
+        self, command: OriginateCommand, to: Delivered, call_id: str, reply: dict[str, Any]
+    ) -> Callable[[Unit], None]:
         now = utcnow()
         record = CallRecord(
             call_id=call_id,
@@ -260,11 +261,12 @@ class CallService:
                 tenant=command.tenant,
                 command_id=command.command_id,
                 command_type=command.type,
-                status="executing",
-                reply=None,
+                status="done",
+                reply=reply,
                 call_id=call_id,
             )
             unit.emit(record, "call.initiated", now, call_snapshot(record, now=now))
+            unit.reply(to.reply_to, to.correlation_id, reply)
 
         return op
 

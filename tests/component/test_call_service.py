@@ -102,6 +102,26 @@ def test_originate_sends_one_validated_bgapi_and_commits_the_reply(setup: Any) -
     assert replies[0].routing_key == "replies" and replies[0].correlation_id == "c1"
 
 
+def test_the_originate_reply_is_on_its_way_before_freeswitch_answers_the_dial(setup: Any) -> None:
+    service, journal, pump, port, published, engine = setup
+    seen_at_dial: list[tuple[list[str], Any]] = []
+    send = port.bgapi
+
+    def bgapi(text: str, *, job_uuid: str | None = None, timeout: float | None = None) -> str:
+        # What had been handed to the relay, and stored, when the originate reached FreeSWITCH.
+        replies = [item.routing_key for item in published if item.exchange == ""]
+        seen_at_dial.append((replies, get_command(engine, TENANT, cmd.command_id)))
+        return send(text, job_uuid=job_uuid, timeout=timeout)
+
+    port.bgapi = bgapi  # type: ignore[method-assign]
+    cmd = command("originate", destination_number="+15551230001")
+    reply = service.execute(cmd, Delivered("replies", "c1"))
+    [(replies, stored)] = seen_at_dial
+    assert replies == ["replies"]
+    assert stored["status"] == "done" and stored["reply"] == reply
+    assert len([sent for sent in port.sent if sent.startswith("bgapi")]) == 1
+
+
 def test_events_become_contract_events_with_gapless_seq(setup: Any) -> None:
     service, journal, pump, port, published, engine = setup
     call_id = service.execute(command("originate", destination_number="+15551230001"), Delivered(None, None))["result"][
