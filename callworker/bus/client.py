@@ -34,6 +34,7 @@ from pika.channel import Channel
 from pika.exceptions import AMQPError
 from pika.spec import Basic
 
+from callworker.bus.coalescing import CoalescingGeventConnection
 from callworker.bus.topology import COMMANDS_QUEUE, declare_topology, node_queue
 from callworker.config import mask_url
 from callworker.errors import BrokerUnavailable, PublishFailed
@@ -333,7 +334,7 @@ class AmqpClient:
         self._generation += 1
         self._connection_done = done = gevent.event.Event()
         try:
-            self._connection = GeventConnection(
+            self._connection = CoalescingGeventConnection(
                 self._params, on_open_callback=self._on_open,
                 on_open_error_callback=self._on_open_error,
                 on_close_callback=self._on_closed, custom_ioloop=_shared_ioloop())

@@ -176,6 +176,22 @@ def test_publish_is_confirmed_and_keeps_its_properties(amqp_url: str, make_clien
     assert abs(props.timestamp - time.time()) < 10
 
 
+def test_a_burst_of_publishes_arrives_in_order_written_as_one_chunk(
+    amqp_url: str, make_client, mocker
+) -> None:
+    client, _ = make_client(amqp_url, new_node(), consume=False)
+    assert client.wait_ready(10)
+    key = f"acme.call.answered.{uuid.uuid4()}"
+    queue = bound_queue(amqp_url, EVENTS_EXCHANGE, key)
+    transport = client._connection._transport  # type: ignore[union-attr]
+    writes = mocker.spy(transport, "write")
+    # No yield between the publishes: their frames wait for one turn of the hub.
+    results = [client.publish(EVENTS_EXCHANGE, key, b"%d" % n, message_id=str(n)) for n in range(300)]
+    assert all(result.get(timeout=10) is True for result in results)
+    assert [body for _m, _p, body in take(amqp_url, queue, 300)] == [b"%d" % n for n in range(300)]
+    assert writes.call_count < 10  # 900 frames otherwise
+
+
 def test_delivery_carries_reply_to_correlation_and_timestamp(amqp_url: str, make_client) -> None:
     node = new_node()
     client, deliveries = make_client(amqp_url, node)
