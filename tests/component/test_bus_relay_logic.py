@@ -267,12 +267,18 @@ def test_marking_rows_sent_does_not_hold_up_publishing(relays: list[OutboxRelay]
     assert publishers and publishers.isdisjoint(outbox.markers)
 
 
-def test_flush_waits_until_the_confirmed_rows_are_marked_sent(relays: list[OutboxRelay]) -> None:
+def five_published_while_marking_is_held(relays: list[OutboxRelay]) -> tuple[ScriptedBroker, Outbox, OutboxRelay]:
+    """A relay that has published five rows whose delete is held up (until mark_gate is set)."""
     broker, outbox = ScriptedBroker(), Outbox()
     outbox.mark_gate.clear()
     relay = start(relays, broker, outbox)
     relay.notify(outbox.commit(5))
     assert broker.wait_published(5) and outbox.marking.wait(5)
+    return broker, outbox, relay
+
+
+def test_flush_waits_until_the_confirmed_rows_are_marked_sent(relays: list[OutboxRelay]) -> None:
+    broker, outbox, relay = five_published_while_marking_is_held(relays)
     assert not relay.flush(0.2)
     assert relay.backlog == 5 and len(outbox.rows) == 5
     outbox.mark_gate.set()
@@ -354,11 +360,7 @@ def test_a_long_burst_lets_the_hub_poll_other_sockets(relays: list[OutboxRelay])
 
 
 def test_stop_ends_both_publishing_and_marking(relays: list[OutboxRelay]) -> None:
-    broker, outbox = ScriptedBroker(), Outbox()
-    outbox.mark_gate.clear()
-    relay = start(relays, broker, outbox)
-    relay.notify(outbox.commit(5))
-    assert broker.wait_published(5) and outbox.marking.wait(5)
+    broker, outbox, relay = five_published_while_marking_is_held(relays)
     relay.stop(timeout=0.2)  # cannot flush: the delete is held up
     outbox.mark_gate.set()
     relay.notify(outbox.commit(5))

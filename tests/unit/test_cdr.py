@@ -14,7 +14,6 @@ from callworker.calls.cdr import _float, _int, cdr_fields, cdr_row, epoch_us, sy
 from callworker.calls.clean import clean_name, clean_number, clean_token
 from callworker.calls.record import CallRecord
 from callworker.calls.states import Status
-from callworker.errors import ProtocolError
 from callworker.esl.codec import (
     Event,
     Frame,
@@ -25,6 +24,7 @@ from callworker.esl.codec import (
     parse_event_json,
     parse_event_plain,
 )
+from tests.capture_frames import event_frames
 
 
 def _hangup_complete(captures_dir: Path):
@@ -133,17 +133,7 @@ def _same_cdr(parse: Callable[[], Event]) -> None:
 
 
 def _hangup_complete_frames(captures_dir: Path) -> list[Frame]:
-    found = []
-    for path in sorted(captures_dir.glob("*.txt")):
-        parser = FrameParser()
-        parser.feed(path.read_bytes())
-        try:
-            frames = list(parser)
-        except ProtocolError:
-            continue
-        found += [frame for frame in frames if frame.content_type.startswith("text/event")
-                  and parse_event(frame).name == "CHANNEL_HANGUP_COMPLETE"]
-    return found
+    return event_frames(captures_dir, name="CHANNEL_HANGUP_COMPLETE")
 
 
 def test_a_number_too_large_for_its_column_reads_as_unknown() -> None:

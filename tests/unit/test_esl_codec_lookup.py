@@ -9,12 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callworker.errors import ProtocolError
 from callworker.esl import codec
 from callworker.esl.codec import (
     Event,
     Frame,
-    FrameParser,
     HeaderBatch,
     encode_event_json,
     encode_event_plain,
@@ -22,6 +20,7 @@ from callworker.esl.codec import (
     parse_event_json,
     parse_event_plain,
 )
+from tests.capture_frames import event_frames
 
 NAMES = st.from_regex(r"(variable_)?[A-Za-z][A-Za-z0-9_-]{0,20}", fullmatch=True)
 VALUES = st.text(min_size=1, max_size=40)
@@ -42,24 +41,12 @@ def test_every_lookup_matches_the_value_sent(headers: dict[str, str], absent: li
 
 def test_lookups_agree_with_the_full_parse_on_every_capture(captures_dir: Path) -> None:
     checked = 0
-    for path in sorted(captures_dir.glob("*.txt")):
-        parser = FrameParser()
-        parser.feed(path.read_bytes())
-        try:
-            frames = list(parser)
-        except Exception:  # noqa: BLE001 - edited captures are not framing fixtures
-            continue
-        for frame in frames:
-            if not frame.content_type.startswith("text/event"):
-                continue
-            try:
-                full = parse_event(frame).headers()
-            except ProtocolError:
-                continue  # the EDITED captures (28, 29) are not valid event bodies
-            fresh = parse_event(frame)
-            for name in reversed(list(full)):
-                assert fresh.get(name) == full[name], (path.name, name)
-                checked += 1
+    for frame in event_frames(captures_dir):
+        full = parse_event(frame).headers()
+        fresh = parse_event(frame)
+        for name in reversed(list(full)):
+            assert fresh.get(name) == full[name], name
+            checked += 1
     assert checked > 1000
 
 
@@ -133,20 +120,4 @@ def test_a_batch_past_the_index_bound_searches_its_variables(monkeypatch: pytest
 
 def _capture_event_frames(captures_dir: Path) -> list[Frame]:
     """The plain event frames of the captures that parse (the edited ones aside)."""
-    found = []
-    for path in sorted(captures_dir.glob("*.txt")):
-        parser = FrameParser()
-        parser.feed(path.read_bytes())
-        try:
-            frames = list(parser)
-        except Exception:  # noqa: BLE001 - edited captures are not framing fixtures
-            continue
-        for frame in frames:
-            if frame.content_type != "text/event-plain":
-                continue
-            try:
-                parse_event(frame).names()
-            except ProtocolError:
-                continue  # the EDITED captures (28, 29) are not valid event bodies
-            found.append(frame)
-    return found
+    return event_frames(captures_dir, plain_only=True)
