@@ -141,11 +141,16 @@ def _python_default(column: Column[Any]) -> Callable[[], Any] | None:
 
 
 def _folded(rows: Sequence[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, Any]]:
-    """One row per key, later values over earlier ones, in first-seen order."""
+    """One row per key, later values over earlier ones (but the first created_at), in first-seen order."""
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
         row_key = tuple(row[name] for name in key)
-        merged[row_key] = {**merged[row_key], **row} if row_key in merged else row
+        first = merged.get(row_key)
+        if first is None:
+            merged[row_key] = row
+        else:
+            kept = {name: first[name] for name in _KEEP_ON_CONFLICT if name in first}
+            merged[row_key] = {**first, **row, **kept}
     return list(merged.values())
 
 

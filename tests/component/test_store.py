@@ -223,11 +223,12 @@ class StoreContract:
     def test_a_command_saved_twice_in_one_batch_keeps_the_later_row(self, engine: Engine) -> None:
         command_id = new_id()
         reply = {"v": 1, "command_id": command_id, "ok": True}
-        rows = [command_row(command_id), command_row(command_id, status="done", reply=reply)]
+        rows = [command_row(command_id, created_at=T0),
+                command_row(command_id, status="done", reply=reply, created_at=T0 + timedelta(seconds=1))]
         write_batch(engine, Batch(commands=rows))
         record = get_command(engine, "acme", command_id)
         assert record is not None
-        assert (record["status"], record["reply"]) == ("done", reply)
+        assert (record["status"], record["reply"], record["created_at"]) == ("done", reply, T0)
 
     def test_events_are_stored_and_read_in_seq_order(self, engine: Engine) -> None:
         call_id = new_id()

@@ -62,9 +62,10 @@ class Rig:
         """Traffic for ``lead`` s, ``inject()``, traffic for ``tail`` s, then settle and count."""
         self.ensure_ready()
         self.driver.start(name)
-        time.sleep(lead)  # traffic before the fault (pacing, not synchronisation)
+        # Traffic before and after the fault, counted in calls placed at the driver's rate.
+        self.driver.wait_placed(round(lead * self.driver.rate), timeout=lead * 3)
         inject()
-        time.sleep(tail)
+        self.driver.wait_placed(round(tail * self.driver.rate), timeout=tail * 3)
         self.driver.stop()
         self.ensure_ready()
         self.driver.finish(name, give_up_after=settle_s / 2)

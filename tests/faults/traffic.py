@@ -122,6 +122,8 @@ class Driver:
         self._pool = gevent.pool.Group()
         self._loop: gevent.Greenlet | None = None
         self._stopping = gevent.event.Event()
+        self._placed = gevent.event.Event()  # set on every originate placed
+        self.placed = 0
         self._hangup_deadline = 0.0
         self._hanging: set[str] = set()  # calls a greenlet is hanging up
 
@@ -152,8 +154,21 @@ class Driver:
         next_at = time.monotonic()
         while not self._stopping.is_set():
             self.originate(self._pick_kind())
+            self.placed += 1
+            self._placed.set()
             next_at += interval
             self._stopping.wait(max(0.0, next_at - time.monotonic()))  # pacing
+
+    def wait_placed(self, count: int, timeout: float) -> bool:
+        """Until ``count`` more originates have been placed (the traffic's own clock) or the timeout."""
+        target, deadline = self.placed + count, time.monotonic() + timeout
+        while self.placed < target:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._placed.clear()
+            self._placed.wait(remaining)
+        return True
 
     def _pick_kind(self) -> str:
         roll, total = self._rng.random(), 0.0
@@ -196,7 +211,7 @@ class Driver:
 
     def republish(self, sent: Sent, after: float = 0.0) -> None:
         """The same command again (same command_id and body), as a retrying app would."""
-        gevent.sleep(after)  # the app's retry delay
+        self._stopping.wait(after)  # the app's retry delay (cut short when the traffic stops)
         sent.copies += 1
         self._send(sent)
 
@@ -207,8 +222,8 @@ class Driver:
         self._hanging.add(call_id)
         try:
             rec.wait(lambda: rec.has(call_id, TERMINAL | {"call.answered"}), timeout=8.0)
-            if not rec.ended(call_id):
-                gevent.sleep(self._rng.uniform(0.3, 1.5))  # talk time
+            talk_time = self._rng.uniform(0.3, 1.5)
+            if not rec.ended(call_id) and not rec.wait(lambda: rec.ended(call_id), timeout=talk_time):
                 self._hang_up(call_id)
         finally:
             self._hanging.discard(call_id)
@@ -229,8 +244,8 @@ class Driver:
             if reply is not None and reply.get("ok"):
                 if rec.wait(lambda: rec.ended(call_id), timeout=10.0):
                     return
-            else:
-                gevent.sleep(0.5)  # refused (not held yet, worker away): try again shortly
+            elif rec.wait(lambda: rec.ended(call_id), timeout=0.5):
+                return  # refused (not held yet, worker away) and ended meanwhile; else try again
 
     def finish(self, phase: str, give_up_after: float) -> bool:
         """Hang up what is still up of ``phase``; True once every hang-up is done."""
