@@ -21,6 +21,7 @@ from bench.common import Options, Row, fmt_ms, log, median, percentile
 from bench.driver import pace
 from bench.infra import REPO
 from bench.pipeline import NUMBER_FAR_END_HANGUP
+from bench.profiling import maybe_profile
 from bench.stack import (
     Stack,
     audit,
@@ -72,7 +73,8 @@ def _one_run(options: Options, index: int) -> dict[str, float | str]:
         reference = _reference_rtts(st, rate, min(seconds, 10.0))
         ids: list[str] = []
         st.mark_cpu()
-        pace(rate, seconds, lambda _i: ids.append(st.driver.originate(NUMBER_FAR_END_HANGUP)))
+        with maybe_profile(options, st.worker.pid, f"latency-{index}", seconds):
+            pace(rate, seconds, lambda _i: ids.append(st.driver.originate(NUMBER_FAR_END_HANGUP)))
         cpu = st.cpu_share()
         wait_for_cdrs(st.driver, ids, timeout=60)
         loss = audit(st, ids).describe()

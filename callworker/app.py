@@ -68,6 +68,7 @@ class Worker:
             node=settings.node_id,
             notify=self.relay.notify,
             batch_max=settings.write_batch_max,
+            linger=settings.write_linger_ms / 1000,
         )
         # ALL, narrowed by filters to the events used plus dialplan hooks (callworker::*).
         events, filters = hook_subscription(SUBSCRIBED_EVENTS)

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
 
     # Writer and relay
     write_batch_max: int = 500
+    # A batch of FreeSWITCH events alone waits this long for more (a command ends the wait).
+    write_linger_ms: float = Field(default=5.0, ge=0, le=1000)
     publish_window: int = 1000
 
     # Flash calls: the caller ID is a prefix from the pool followed by the code.

@@ -7,8 +7,12 @@ confirms, publish from the buffer up to the free window (letting the hub poll it
 sockets every few hundred publishes, so pika writes the frames out and the rest of
 the worker runs), read one page when scanning, then sleep until woken (a notify, a
 confirm, a deletion, a connection change, a timer). Confirmed ids go to a set; the
-marker greenlet takes all of them accumulated so far, sorted, and marks them sent
+marker greenlet lets them gather for up to `mark_delay` (or until `mark_batch` are
+waiting, or someone flushes), takes all of them, sorted, and marks them sent
 (`mark_sent`, a page's worth per call), retrying with a backoff while that fails.
+Marking is off every latency path, and one statement for many rows costs the
+database far less than one per confirm; the price is that a crash republishes the
+rows of the last `mark_delay` (consumers dedupe by message_id).
 
 Items reach the buffer two ways, never both at once. The fast path (`notify`)
 appends rows the caller has just committed, ids ascending, above `cursor` (the
@@ -85,7 +89,8 @@ class OutboxRelay:
                  fetch_pending: Callable[[int, int], list[OutboxItem]],
                  mark_sent: Callable[[list[int]], None], window: int = 1000,
                  buffer_limit: int = 50000, page_size: int = 5000,
-                 safety_interval: float = 5.0) -> None:
+                 safety_interval: float = 5.0, mark_delay: float = 0.1,
+                 mark_batch: int = 1000) -> None:
         self._client = client
         self._fetch = fetch_pending
         self._mark_sent = mark_sent
@@ -93,6 +98,8 @@ class OutboxRelay:
         self._buffer_limit = max(buffer_limit, 1)
         self._page_size = page_size
         self._safety_interval = safety_interval
+        self._mark_delay = mark_delay
+        self._mark_batch = mark_batch
         self._buffer: deque[OutboxItem] = deque()
         self._inflight: dict[int, OutboxItem] = {}
         self._done: deque[tuple[int | None, int, bool]] = deque()  # generation, id, confirmed
@@ -108,6 +115,8 @@ class OutboxRelay:
         self._fetch_backoff, self._fetch_at = Backoff(0.05, 5.0), 0.0
         self._wake = gevent.event.Event()
         self._mark_wake = gevent.event.Event()
+        self._mark_now = gevent.event.Event()  # stop gathering confirms: mark what is there
+        self._flushing = 0  # callers waiting in flush: mark without gathering
         self._drained = gevent.event.Event()
         self._greenlet: gevent.Greenlet | None = None
         self._marker: gevent.Greenlet | None = None
@@ -142,7 +151,15 @@ class OutboxRelay:
     def flush(self, timeout: float) -> bool:
         """True once everything known has been confirmed and marked sent."""
         deadline = time.monotonic() + timeout
+        self._flushing += 1
+        self._mark_now.set()
         self._wake.set()
+        try:
+            return self._wait_drained(deadline)
+        finally:
+            self._flushing -= 1
+
+    def _wait_drained(self, deadline: float) -> bool:
         while True:
             remaining = deadline - time.monotonic()
             if self._drained.wait(max(0.0, remaining)) and self._is_drained():
@@ -209,6 +226,8 @@ class OutboxRelay:
             if confirmed:
                 self._unmarked.add(item_id)
                 self._mark_wake.set()
+                if len(self._unmarked) >= self._mark_batch:
+                    self._mark_now.set()
             if generation != self._generation:
                 continue  # forgotten when that connection ended
             self._inflight.pop(item_id, None)
@@ -294,6 +313,9 @@ class OutboxRelay:
         while True:
             self._mark_wake.wait()
             self._mark_wake.clear()
+            if not self._flushing:
+                self._mark_now.wait(self._mark_delay)
+            self._mark_now.clear()
             try:
                 self._mark_confirmed()
             except Exception as exc:  # noqa: BLE001 - whatever the store raises, retry later

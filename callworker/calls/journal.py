@@ -9,7 +9,10 @@ commit are the waiting callers released and the relay told what to publish.
 
 One writer means ``seq`` is handed out in order with no lock, a call's events
 are committed (and so published) in ``seq`` order, and a batch of hundreds of
-events costs one round trip. If the database is down the batch is retried with
+events costs one round trip. A batch made only of FreeSWITCH events waits up to
+``linger`` seconds for more before it is written (a command ends the wait): fewer,
+larger commits leave the database and this process more time for the commands,
+whose callers are waiting. If the database is down the batch is retried with
 backoff; the queues in front of the journal are bounded, so FreeSWITCH events
 and commands wait upstream rather than pile up in memory.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,6 +44,8 @@ from callworker.store import Batch, live_calls, write_batch
 __all__ = ["Journal", "Unit", "Op"]
 
 log = logging.getLogger("callworker.journal")
+# A batch this large is written at once: lingering would not make it much cheaper.
+_LINGER_BELOW = 64
 T = TypeVar("T")
 
 
@@ -202,11 +208,13 @@ class Journal:
         notify: Callable[[list[OutboxItem]], None],
         batch_max: int = 500,
         queue_size: int = 10000,
+        linger: float = 0.0,
     ) -> None:
         self._engine = engine
         self.node = node
         self._notify = notify
         self._batch_max = batch_max
+        self._linger = linger
         self._queue: Queue[_Pending[Any]] = Queue(maxsize=queue_size)
         self._greenlet: gevent.Greenlet | None = None
         self.calls: dict[str, CallRecord] = {}
@@ -258,12 +266,7 @@ class Journal:
 
     def _run(self) -> None:
         while True:
-            pending = [self._queue.get()]
-            while len(pending) < self._batch_max:
-                try:
-                    pending.append(self._queue.get_nowait())
-                except Empty:
-                    break
+            pending = self._gather()
             try:
                 self._process(pending)
             except Exception as exc:  # never let the one writer die
@@ -271,6 +274,31 @@ class Journal:
                 for item in pending:
                     if item.result is not None and not item.result.ready():
                         item.result.set_exception(exc)
+
+    def _gather(self) -> list[_Pending[Any]]:
+        """The next batch: what is queued, and for events alone what comes within ``linger``."""
+        pending = [self._queue.get()]
+        while len(pending) < self._batch_max:
+            try:
+                pending.append(self._queue.get_nowait())
+            except Empty:
+                break
+        if self._linger <= 0 or len(pending) >= _LINGER_BELOW or \
+                any(item.result is not None for item in pending):
+            return pending
+        deadline = time.monotonic() + self._linger
+        while len(pending) < _LINGER_BELOW:
+            remaining = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=remaining) if remaining > 0 else None
+            except Empty:
+                item = None
+            if item is None:
+                break
+            pending.append(item)
+            if item.result is not None:  # somebody waits for this one
+                break
+        return pending
 
     def _process(self, pending: list[_Pending[Any]]) -> None:
         unit = Unit(self, utcnow())

@@ -367,3 +367,28 @@ def test_stop_ends_both_publishing_and_marking(relays: list[OutboxRelay]) -> Non
     assert not outbox.marked.wait(0.2)
     assert not broker.wait_published(6, timeout=0.2)
     assert len(outbox.rows) == 10
+
+
+def test_confirms_are_gathered_and_marked_sent_by_one_call(relays: list[OutboxRelay]) -> None:
+    broker, outbox = ScriptedBroker(auto_confirm=False), Outbox()
+    marked: list[list[int]] = []
+    mark_sent = outbox.mark_sent
+    outbox.mark_sent = lambda ids: (marked.append(list(ids)), mark_sent(ids))[1]  # type: ignore[method-assign]
+    relay = start(relays, broker, outbox, mark_delay=60.0, mark_batch=5)
+    relay.notify(outbox.commit(5))
+    assert broker.wait_published(5)
+    for item_id in range(1, 5):
+        broker.pending.pop(item_id).set(True)
+    assert not outbox.marking.wait(0.3)  # four confirmed: still gathering
+    broker.pending.pop(5).set(True)
+    assert outbox.marked.wait(5)  # the fifth fills the batch: marked at once, not a minute later
+    assert marked == [[1, 2, 3, 4, 5]] and outbox.rows == {}
+
+
+def test_flush_marks_what_is_confirmed_without_waiting_for_more(relays: list[OutboxRelay]) -> None:
+    broker, outbox = ScriptedBroker(), Outbox()
+    relay = start(relays, broker, outbox, mark_delay=60.0)
+    relay.notify(outbox.commit(3))
+    assert broker.wait_published(3)
+    assert relay.flush(5)
+    assert outbox.rows == {} and relay.backlog == 0
