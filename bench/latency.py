@@ -64,6 +64,23 @@ def _reference_rtts(st: Stack, rate: float, seconds: float) -> list[float]:
         echo.wait(10)
 
 
+class CommitProbe:
+    """``commit_probe.py`` beside the load: the machine's own commit latency meanwhile."""
+
+    def __init__(self, database_url: str) -> None:
+        url = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        self._proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "commit_probe.py"), "--url", url],
+                                      stdout=subprocess.PIPE, text=True)
+        assert self._proc.stdout is not None
+        if self._proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("the commit probe did not start")
+
+    def stop(self) -> dict[str, float]:
+        self._proc.terminate()
+        out, _ = self._proc.communicate(timeout=10)
+        return dict(json.loads(out.strip().splitlines()[-1]))
+
+
 def _one_run(options: Options, index: int) -> dict[str, float | str]:
     rate, seconds = options.latency_rate, options.latency_seconds
     with stack(f"latency-{index}", ring_delay=0.1, answer_delay=0.2, far_end_hangup_after=1.0,
@@ -72,10 +89,12 @@ def _one_run(options: Options, index: int) -> dict[str, float | str]:
         wait_for_cdrs(st.driver, warm, timeout=30)
         reference = _reference_rtts(st, rate, min(seconds, 10.0))
         ids: list[str] = []
+        probe = CommitProbe(st.database_url)
         st.mark_cpu()
         with maybe_profile(options, st.worker.pid, f"latency-{index}", seconds):
             pace(rate, seconds, lambda _i: ids.append(st.driver.originate(NUMBER_FAR_END_HANGUP)))
         cpu = st.cpu_share()
+        commits = probe.stop()
         wait_for_cdrs(st.driver, ids, timeout=60)
         loss = audit(st, ids).describe()
         events = event_delays_ms(st.driver, ids, FS_EVENTS)
@@ -85,6 +104,7 @@ def _one_run(options: Options, index: int) -> dict[str, float | str]:
         "reply_p50": percentile(replies, 50), "reply_p99": percentile(replies, 99),
         "ref_p50": percentile(reference, 50), "ref_p99": percentile(reference, 99),
         "events": float(len(events)), "loss": loss, "cpu": describe_cpu(cpu),
+        "commit_p50": commits["p50"], "commit_p99": commits["p99"], "commit_max": commits["max"],
     }
     log("latency run: " + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
                                      for k, v in figures.items()))
@@ -98,8 +118,13 @@ def run(options: Options) -> list[Row]:
         return median([float(r[key]) for r in runs])
 
     rate = options.latency_rate
+    stalls = "; ".join(f"{float(r['commit_p50']):.1f} / {float(r['commit_p99']):.1f} / "
+                       f"{float(r['commit_max']):.0f} ms" for r in runs)
     common = [f"losses per run: {'; '.join(str(r['loss']) for r in runs)}",
               f"run 1 {runs[0]['cpu']}"]
+    commits_note = ("the machine's own commits meanwhile (a single-row insert every 50 ms beside the "
+              f"load; p50 / p99 / max per run): {stalls}. Any durable reply waits at least that long; "
+              "a max far above p99 is a stall of the disk under PostgreSQL")
     return [
         Row(
             figure=f"FreeSWITCH event time → event received by a subscriber, p50 / p99, at {rate:g} CPS",
@@ -114,5 +139,6 @@ def run(options: Options) -> list[Row]:
             result=f"{fmt_ms(med('reply_p50'))} / {fmt_ms(med('reply_p99'))}",
             reference=f"raw pika round trip: {fmt_ms(med('ref_p50'))} / {fmt_ms(med('ref_p99'))}",
             target=f"p99 ≤ {_REPLY_P99_TARGET:g} ms", met=med("reply_p99") <= _REPLY_P99_TARGET,
+            notes=["p99 per run: " + ", ".join(fmt_ms(float(r["reply_p99"])) for r in runs), commits_note],
         ),
     ]

@@ -117,10 +117,10 @@ def autocommit(engine: Engine) -> Engine:
     return shared
 
 
-def fetch_one(engine: Engine, stmt: Executable) -> dict[str, Any] | None:
-    """The first row of a single read as a plain dict, or None."""
+def fetch_one(engine: Engine, stmt: Executable, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The first row of a single read (with values for its bound parameters) as a plain dict, or None."""
     with autocommit(engine).connect() as conn:
-        row = conn.execute(stmt).mappings().first()
+        row = conn.execute(stmt, params).mappings().first()
     return dict(row) if row is not None else None
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Engine, Table, and_, exists, func, select
+from sqlalchemy import Column, ColumnElement, Engine, Select, Table, and_, bindparam, exists, func, select
 
 from callworker.store.db import fetch_all, fetch_one, guarded
 from callworker.store.models import CALLS, CDRS, COMMANDS, EVENTS, OUTBOX, TERMINAL_STATUSES
@@ -64,11 +64,16 @@ def _bounds(
     return where
 
 
+# Read for every command (built once: see _LOOKUP).
+_GET_COMMAND = select(COMMANDS).where(
+    COMMANDS.c.tenant == bindparam("tenant"), COMMANDS.c.command_id == bindparam("command_id")
+)
+
+
 @guarded
 def get_command(engine: Engine, tenant: str, command_id: str) -> Row | None:
     """The command record of (tenant, command_id), or None if never seen."""
-    stmt = select(COMMANDS).where(COMMANDS.c.tenant == tenant, COMMANDS.c.command_id == command_id)
-    return fetch_one(engine, stmt)
+    return fetch_one(engine, _GET_COMMAND, {"tenant": tenant, "command_id": command_id})
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,18 @@ class CommandLookup:
     call_id_taken: bool  # whether any tenant has a call with the call_id asked about
 
 
+def _lookup_statement() -> Select[Any]:
+    taken = exists().where(CALLS.c.call_id == bindparam("call_id"))
+    probe = select(taken.label("call_id_taken_")).subquery("probe")
+    matches = and_(COMMANDS.c.tenant == bindparam("tenant"), COMMANDS.c.command_id == bindparam("command_id"))
+    return select(probe.c.call_id_taken_, COMMANDS).select_from(probe.outerjoin(COMMANDS, matches))
+
+
+# Built once: read before every originate, and a statement built anew costs SQLAlchemy
+# as much as the round trip (its cache key is computed again each time).
+_LOOKUP = _lookup_statement()
+
+
 @guarded
 def lookup_command(engine: Engine, tenant: str, command_id: str, call_id: str | None) -> CommandLookup:
     """The command record and, when ``call_id`` is given, whether that call id is in use.
@@ -87,11 +104,7 @@ def lookup_command(engine: Engine, tenant: str, command_id: str, call_id: str | 
     """
     if call_id is None:
         return CommandLookup(get_command(engine, tenant, command_id), call_id_taken=False)
-    taken = exists().where(CALLS.c.call_id == call_id)
-    probe = select(taken.label("call_id_taken_")).subquery("probe")
-    matches = and_(COMMANDS.c.tenant == tenant, COMMANDS.c.command_id == command_id)
-    stmt = select(probe.c.call_id_taken_, COMMANDS).select_from(probe.outerjoin(COMMANDS, matches))
-    row = fetch_one(engine, stmt)
+    row = fetch_one(engine, _LOOKUP, {"call_id": call_id, "tenant": tenant, "command_id": command_id})
     assert row is not None  # the probe always yields one row
     in_use = bool(row.pop("call_id_taken_"))
     return CommandLookup(row if row["command_id"] is not None else None, call_id_taken=in_use)
