@@ -33,6 +33,9 @@ class Channels:
         self.states: dict[str, str] = {}
         self.asked = 0
 
+    def wait_connected(self, timeout: float) -> bool:
+        return self.connected
+
     def api(self, command: str, *, timeout: float | None = None) -> str:
         assert command == "show channels as json"
         self.asked += 1
