@@ -324,7 +324,7 @@ class Journal:
             if item.result is not None:
                 item.result.set(value) if ok else item.result.set_exception(value)
 
-    def _commit(self, unit: Unit) -> list[int | None]:
+    def _commit(self, unit: Unit) -> list[int]:
         unit.batch.calls = [record.row(unit.now) for record in unit.touched.values()]
         if unit.batch.is_empty():
             return []
@@ -342,7 +342,7 @@ class Journal:
                 gevent.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 5.0)
 
-    def _after_commit(self, unit: Unit, ids: list[int | None]) -> None:
+    def _after_commit(self, unit: Unit, ids: list[int]) -> None:
         for action in unit.post_commit:
             try:
                 action()
@@ -363,7 +363,6 @@ class Journal:
                     headers=row["headers"],
                 )
                 for row_id, row in zip(ids, unit.batch.outbox, strict=True)
-                if row_id is not None  # this batch's rows, written before: read back by the relay
             ]
             self._notify(items)
 

@@ -30,7 +30,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from callworker.store.models import CALLS, CDRS, COMMANDS, EVENTS, OUTBOX
 
-__all__ = ["events_published", "write_rows", "uniform"]
+__all__ = ["write_rows", "uniform"]
 
 # Columns an upsert never overwrites: the first time a row was seen stays true.
 _KEEP_ON_CONFLICT = frozenset({"created_at"})
@@ -93,16 +93,13 @@ class _TableWrite:
             updated.append("updated_at")  # its default holds "now"
         self._updated = tuple(updated) if upsert else ()
 
-    def source(self, prefix: str, *, ordinality: bool = False, extra: str = "") -> str:
-        """``unnest(...)`` over this table's parameter arrays (and a text array ``extra``)."""
+    def source(self, prefix: str, *, ordinality: bool = False) -> str:
+        """``unnest(...)`` over this table's parameter arrays."""
         # Binary parameters: psycopg's text format escapes every array element.
         arrays = ", ".join(
             f"%({prefix}_{name})b::{_array_type(self.table.c[name].type)}" for name in self.columns
         )
         names = ", ".join(self.columns)
-        if extra:
-            arrays += f", %({prefix}_{extra})b::text[]"
-            names += f", {extra}"
         if ordinality:
             return f"unnest({arrays}) WITH ORDINALITY AS rows_({names}, position_)"
         return f"unnest({arrays}) AS rows_({names})"
@@ -198,65 +195,34 @@ def _statement(shape: _Shape) -> str:
     if outbox_columns:
         write = _write(OUTBOX, outbox_columns, False)
         names = ", ".join(write.columns)
-        # A row publishing an event of this batch that is stored already belongs to
-        # this batch written before (its commit landed, the acknowledgement did not):
-        # its outbox row exists or was published, so it is not inserted again.
-        # Subqueries see the tables as they were before this statement.
-        # Identifiers come from the models only; every value travels as a parameter.
-        stored = f"EXISTS (SELECT 1 FROM {EVENTS.name} stored_ WHERE stored_.event_id = {{}}.event_)"  # noqa: S608
         # Ids are drawn from the sequence in the ORDER BY's order, so sorting the
         # returned ids gives the rows' order (RETURNING itself promises none).
-        ctes.append(
-            f"outbox_ AS (INSERT INTO outbox ({names}) SELECT {names} "  # noqa: S608
-            f"FROM {write.source('outbox', ordinality=True, extra='event_')} "
-            f"WHERE event_ IS NULL OR NOT {stored.format('rows_')} ORDER BY position_ RETURNING id)"
-        )
-        skipped = stored.format("skipped_")
         main = (
-            "SELECT id, NULL::bigint AS skipped FROM outbox_ UNION ALL "  # noqa: S608
-            "SELECT NULL, position_ FROM unnest(%(outbox_event_)b::text[]) WITH ORDINALITY "
-            f"AS skipped_(event_, position_) WHERE {skipped}"
+            f"INSERT INTO outbox ({names}) SELECT {names} FROM {write.source('outbox', ordinality=True)} "  # noqa: S608
+            "ORDER BY position_ RETURNING id"
         )
     else:
-        main = "SELECT NULL::bigint AS id, NULL::bigint AS skipped WHERE false"
-    return f"WITH {', '.join(ctes)} {main}" if ctes else main
+        main = "SELECT NULL::bigint AS id WHERE false"
+    return (f"WITH {', '.join(ctes)} " if ctes else "") + main
 
 
-def write_rows(conn: Connection, tables: dict[str, list[dict[str, Any]]]) -> list[int | None]:
+def write_rows(conn: Connection, tables: dict[str, list[dict[str, Any]]]) -> list[int]:
     """Write calls, commands, events, CDRs and outbox rows in one statement.
 
     ``tables`` maps "calls", "commands", "events", "cdrs", "outbox" to their rows
     (empty lists are skipped), the rows of each table naming the same columns
-    (see `uniform`); returns, in the order given, each outbox row's new id, or
-    None for a row not inserted because it publishes an event of the batch that
-    was stored already (see `events_published`).
+    (see `uniform`); returns the new outbox ids in the order given.
     """
     try:
         present, params = _parameters(conn.dialect, tables)
     except (ValueError, TypeError) as exc:
         # What SQLAlchemy raises when a bind processor refuses a value.
         raise StatementError(str(exc), None, None, exc) from exc
-    outbox = tables.get("outbox") or []
-    outbox_columns = _columns(OUTBOX, outbox) if outbox else ()
-    if outbox:
-        params["outbox_event_"] = events_published(tables.get("events") or [], outbox)
+    outbox_columns = _columns(OUTBOX, tables["outbox"]) if tables.get("outbox") else ()
     sql = _statement((tuple(present), outbox_columns))
-    ids: list[int] = []
-    skipped: set[int] = set()
-    for new_id, position in conn.exec_driver_sql(sql, params):
-        if new_id is not None:
-            ids.append(int(new_id))
-        else:
-            skipped.add(int(position) - 1)
+    ids = [int(row[0]) for row in conn.exec_driver_sql(sql, params)]
     ids.sort()
-    inserted = iter(ids)
-    return [None if index in skipped else next(inserted) for index in range(len(outbox))]
-
-
-def events_published(events: Sequence[dict[str, Any]], outbox: Sequence[dict[str, Any]]) -> list[str | None]:
-    """For each outbox row, the id of the batch's event it publishes, if it publishes one."""
-    event_ids = {row["event_id"] for row in events}
-    return [row.get("message_id") if row.get("message_id") in event_ids else None for row in outbox]
+    return ids
 
 
 def _parameters(

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Insert, Table, delete, insert, select
+from sqlalchemy import Connection, Engine, Insert, Table, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
 
 from callworker.store import bulk
@@ -32,7 +32,7 @@ __all__ = ["Batch", "write_batch", "delete_outbox"]
 # Columns an upsert never overwrites: the first time a row was seen stays true.
 _KEEP_ON_CONFLICT = frozenset({"created_at"})
 # SQLite limits bound parameters per statement; PostgreSQL is fine with these too.
-_IN_LIST_CHUNK = 500
+_DELETE_CHUNK = 500
 
 
 @dataclass
@@ -117,25 +117,13 @@ def _upsert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]])
         conn.execute(_upsert(dialect, table, keys), run)
 
 
-def _insert_outbox(conn: Connection, rows: Sequence[dict[str, Any]], skip: Sequence[bool]) -> list[int | None]:
-    """Insert the rows not skipped; each row's new id, or None where it was skipped."""
+def _insert_outbox(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
     ids: list[int] = []
     # sort_by_parameter_order: the ids come back in the order the rows were given.
     stmt = insert(OUTBOX).returning(OUTBOX.c.id, sort_by_parameter_order=True)
-    for _keys, run in _runs([row for row, skipped in zip(rows, skip, strict=True) if not skipped]):
+    for _keys, run in _runs(rows):
         ids.extend(conn.execute(stmt, run).scalars().all())
-    inserted = iter(ids)
-    return [None if skipped else next(inserted) for skipped in skip]
-
-
-def _stored_events(conn: Connection, event_ids: Sequence[str | None]) -> set[str]:
-    """Which of these event ids are stored already."""
-    wanted = sorted({event_id for event_id in event_ids if event_id is not None})
-    stored: set[str] = set()
-    for start in range(0, len(wanted), _IN_LIST_CHUNK):
-        chunk = wanted[start : start + _IN_LIST_CHUNK]
-        stored.update(conn.execute(select(EVENTS.c.event_id).where(EVENTS.c.event_id.in_(chunk))).scalars())
-    return stored
+    return ids
 
 
 def _bulk_tables(batch: Batch) -> dict[str, list[dict[str, Any]]] | None:
@@ -151,19 +139,16 @@ def _bulk_tables(batch: Batch) -> dict[str, list[dict[str, Any]]] | None:
 
 
 @guarded
-def write_batch(engine: Engine, batch: Batch) -> list[int | None]:
-    """Write `batch` in one transaction; return each outbox row's new id, in the order given.
+def write_batch(engine: Engine, batch: Batch) -> list[int]:
+    """Write `batch` in one transaction; return the new outbox ids in the order given.
 
     Calls are upserted by call_id, flash-call orders by order_id (several rows of
     one order are folded into one), commands by (tenant, command_id); events are
     inserted, an event_id already stored is left as it was (another event with a
     taken (call_id, seq) raises IntegrityError); a CDR already stored for its
-    call_id is left as it was. An outbox row publishing one of the batch's events
-    that was stored before is not inserted (its id reads None): event ids are new
-    in every batch, so only this batch, written before, stored it, and its row is
-    in the outbox or published. So the same batch written again, after a commit
-    whose outcome the connection lost, stores nothing twice and publishes no event
-    twice; only its other rows (replies) are published again.
+    call_id is left as it was. So the same batch written again, after a commit
+    whose outcome the connection lost, stores nothing twice but its outbox rows
+    (published twice: consumers dedupe by message_id).
     """
     if batch.is_empty():
         return []
@@ -182,8 +167,6 @@ def write_batch(engine: Engine, batch: Batch) -> list[int | None]:
             _upsert_rows(conn, FLASHCALL_ORDERS, _merged_orders(batch.orders))
         if batch.commands:
             _upsert_rows(conn, COMMANDS, batch.commands)
-        published = bulk.events_published(batch.events, batch.outbox)
-        stored = _stored_events(conn, published) if batch.events and batch.outbox else set()
         if batch.events:
             stmt = _insert_ignore(conn.dialect.name, EVENTS)
             for _keys, run in _runs(batch.events):
@@ -192,7 +175,7 @@ def write_batch(engine: Engine, batch: Batch) -> list[int | None]:
             stmt = _insert_ignore(conn.dialect.name, CDRS)
             for _keys, run in _runs(batch.cdrs):
                 conn.execute(stmt, run)
-        return _insert_outbox(conn, batch.outbox, [event_id in stored for event_id in published])
+        return _insert_outbox(conn, batch.outbox) if batch.outbox else []
 
 
 @guarded
@@ -206,6 +189,6 @@ def delete_outbox(engine: Engine, ids: Sequence[int]) -> None:
             conn.exec_driver_sql("DELETE FROM outbox WHERE id = ANY(%(ids)s::bigint[])", {"ids": ids})
         return
     with engine.begin() as conn:
-        for start in range(0, len(ids), _IN_LIST_CHUNK):
-            chunk = ids[start : start + _IN_LIST_CHUNK]
+        for start in range(0, len(ids), _DELETE_CHUNK):
+            chunk = ids[start : start + _DELETE_CHUNK]
             conn.execute(delete(OUTBOX).where(OUTBOX.c.id.in_(chunk)))

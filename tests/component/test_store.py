@@ -241,32 +241,6 @@ class StoreContract:
         assert events[1]["body"] == second["body"]
         assert events[0]["occurred_at"] == first["occurred_at"]
 
-    def test_a_batch_written_again_after_its_commit_landed_publishes_no_event_twice(
-            self, engine: Engine) -> None:
-        # What the journal does when a connection cut hid that the first write committed.
-        call_id = new_id()
-        events = [event_row(call_id, 1), event_row(call_id, 2)]
-        reply = {**outbox_row(0), "exchange": "", "routing_key": "amq.gen-reply", "message_id": None}
-        publishing = [{**outbox_row(seq), "message_id": event["event_id"]} for seq, event in enumerate(events, 1)]
-        batch = Batch(calls=[call_row(call_id)], events=events, outbox=[publishing[0], reply, publishing[1]])
-        first = write_batch(engine, batch)
-        again = write_batch(engine, batch)
-        assert all(isinstance(row_id, int) for row_id in first)
-        assert again[0] is None and again[2] is None  # their rows are in the outbox already
-        assert isinstance(again[1], int) and again[1] > max(first)  # the reply: no event to tell
-        pending = pending_outbox(engine, "n1", 0, 10)
-        assert [row["message_id"] for row in pending] == [events[0]["event_id"], None, events[1]["event_id"], None]
-        assert [event["seq"] for event in call_events(engine, call_id)] == [1, 2]
-
-    def test_an_outbox_row_is_kept_out_only_for_an_event_of_its_own_batch(self, engine: Engine) -> None:
-        call_id = new_id()
-        stored = event_row(call_id, 1)
-        write_batch(engine, Batch(events=[stored]))
-        # The same message_id again, but the event is not in this batch: published.
-        ids = write_batch(engine, Batch(outbox=[{**outbox_row(1), "message_id": stored["event_id"]}]))
-        assert isinstance(ids[0], int)
-        assert len(pending_outbox(engine, "n1", 0, 10)) == 1
-
     def test_a_failing_batch_leaves_nothing_behind(self, engine: Engine) -> None:
         call_id = new_id()
         write_batch(engine, Batch(events=[event_row(call_id, 1)]))
