@@ -8,7 +8,6 @@ deadline), and returns the phase's figures.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +56,11 @@ class Rig:
             self.worker.start()
         self.worker.wait_healthy(timeout=30)
 
+    def traffic_for(self, seconds: float) -> None:
+        """An outage's length, told by the traffic's clock: ``seconds`` worth of calls placed."""
+        placed = self.driver.wait_placed(round(seconds * self.driver.rate), timeout=seconds * 3)
+        assert placed, f"the driver did not place {seconds:g} s of calls in {seconds * 3:g} s"
+
     def run_phase(self, name: str, fault: str, inject: Callable[[], None], *,
                   lead: float = 4.0, tail: float = 5.0, settle_s: float = 60.0) -> Figures:
         """Traffic for ``lead`` s, ``inject()``, traffic for ``tail`` s, then settle and count."""
@@ -70,9 +74,9 @@ class Rig:
         self.ensure_ready()
         self.driver.finish(name, give_up_after=settle_s / 2)
         sent = self.driver.of_phase(name)
-        deadline = time.monotonic() + settle_s
-        while not self.ledger.settled(sent, self.node) and time.monotonic() < deadline:
-            time.sleep(0.25)  # polling the witnesses with a deadline
+        # Checked again whenever a reply or event arrives (and at least every 0.5 s, for
+        # the outbox rows deleted after their last event was delivered).
+        self.recorder.wait(lambda: self.ledger.settled(sent, self.node), timeout=settle_s)
         self.dead += self.read_dead_letters()
         figures = self.ledger.figures(name, sent, self.dead)
         RESULTS.append((fault, figures))

@@ -55,7 +55,7 @@ def test_rabbitmq_connection_cut(rig: Rig) -> None:
         rig.amqp_proxy.cut()
         seen["health"] = rig.worker.wait_health(
             lambda status, body: status == 503 and not body["rabbitmq"]["connected"], timeout=10)
-        time.sleep(3.0)  # the outage: calls go on, their events wait in the outbox
+        rig.traffic_for(3.0)  # the outage: calls go on, their events wait in the outbox
         seen["backlog"] = outbox_backlog(rig.engine, rig.node)
         rig.amqp_proxy.restore()
 
@@ -71,7 +71,7 @@ def test_esl_connection_dropped(rig: Rig) -> None:
     def drop() -> None:
         for _ in range(5):
             rig.simulator.drop_clients()
-            time.sleep(1.2)  # traffic between the drops
+            rig.traffic_for(1.2)  # traffic between the drops
 
     figures = rig.run_phase("esl", "ESL connection dropped 5 times", drop)
     assert rig.simulator.stats.connections >= before + 5, "the worker did not reconnect to FreeSWITCH"
@@ -88,7 +88,7 @@ def test_freeswitch_unreachable(rig: Rig) -> None:
             lambda status, body: status == 503 and not body["freeswitch"]["connected"], timeout=10)
         # Commands wait in the queue meanwhile; these come due before FreeSWITCH is back.
         expiring.extend(rig.driver.originate_expiring(within_s=1.0) for _ in range(5))
-        time.sleep(4.0)  # the outage
+        rig.traffic_for(4.0)  # the outage
         rig.esl_proxy.restore()
 
     figures = rig.run_phase("freeswitch", "FreeSWITCH unreachable for 4 s", outage)
@@ -104,7 +104,7 @@ def test_worker_killed_and_restarted(rig: Rig) -> None:
         rig.worker.kill()
         # Commands that come due while the worker is away are expired, never executed late.
         expiring.extend(rig.driver.originate_expiring(within_s=0.5) for _ in range(5))
-        time.sleep(2.0)  # the outage; the expiring commands are past due before the restart
+        rig.traffic_for(2.0)  # the outage; the expiring commands are past due before the restart
         rig.worker.start()
         rig.worker.wait_healthy(timeout=30)
 
@@ -120,10 +120,11 @@ def test_database_unreachable(rig: Rig) -> None:
         rig.pg_proxy.cut()
         seen["health"] = rig.worker.wait_health(
             lambda status, body: status == 503 and not body["database"]["reachable"], timeout=10)
-        time.sleep(3.0)  # the outage
+        rig.traffic_for(3.0)  # the outage
         rig.pg_proxy.restore()
         # Then a flapping link: short cuts land on commits in flight, whose outcome
         # the worker cannot know (committed or not), so it writes the batch again.
+        # The cuts' own rhythm is a matter of time, not of anything to wait for.
         for _ in range(20):
             time.sleep(0.15)
             rig.pg_proxy.cut()
