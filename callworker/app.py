@@ -67,6 +67,7 @@ class Worker:
             self.engine,
             node=settings.node_id,
             notify=self.relay.notify,
+            rescan=self.relay.rescan,
             batch_max=settings.write_batch_max,
             linger=settings.write_linger_ms / 1000,
         )

@@ -21,7 +21,8 @@ and ignores notifications meanwhile (those rows are committed, so the scan finds
 them); it ends with a short page once every id notified during it is behind the
 cursor. A scan starts on every broker (re)connection from id 0 with in-flight items
 forgotten, after a nack from just before the nacked id, when the buffer would
-overflow from the cursor, and from 0 as a safety net when idle for a while. Rows
+overflow from the cursor, from the cursor on ``rescan`` (rows committed but not
+notified), and from 0 as a safety net when idle for a while. Rows
 already in flight or confirmed but not yet marked are skipped while scanning, and so
 are rows marked while the page was being read (the page may predate that), so a
 healthy run publishes each row once; failures may publish a row again (consumers
@@ -146,6 +147,16 @@ class OutboxRelay:
             if self._scanning:
                 self._notified_max = max(self._notified_max, item.id)
         self._drained.clear()
+        self._wake.set()
+
+    def rescan(self) -> None:
+        """Read from the database committed rows that no notify brings. Any greenlet.
+
+        For a batch found stored after its commit went unanswered: its rows lie after
+        the cursor, before anything notified later.
+        """
+        if not self._scanning:
+            self._start_scan(self._cursor)
         self._wake.set()
 
     def flush(self, timeout: float) -> bool:

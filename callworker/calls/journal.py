@@ -14,7 +14,11 @@ events costs one round trip. A batch made only of FreeSWITCH events waits up to
 larger commits leave the database and this process more time for the commands,
 whose callers are waiting. If the database is down the batch is retried with
 backoff; the queues in front of the journal are bounded, so FreeSWITCH events
-and commands wait upstream rather than pile up in memory.
+and commands wait upstream rather than pile up in memory. A retry first asks
+whether the failed attempt committed after all (a connection cut between the
+commit and its answer): if so nothing is written again, and the relay reads that
+batch's outbox rows from the database instead of being told of them, so no event
+is published twice and none out of its call's order.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from callworker.calls.record import CallRecord
 from callworker.calls.states import TERMINAL, Signal, transition
 from callworker.contract import call_snapshot, encode_json, event_routing_key, make_event, utcnow
 from callworker.errors import StoreUnavailable
-from callworker.store import Batch, live_calls, write_batch
+from callworker.store import Batch, batch_stored, live_calls, write_batch
 
 __all__ = ["Journal", "Unit", "Op"]
 
@@ -206,6 +210,7 @@ class Journal:
         *,
         node: str,
         notify: Callable[[list[OutboxItem]], None],
+        rescan: Callable[[], None] = lambda: None,
         batch_max: int = 500,
         queue_size: int = 10000,
         linger: float = 0.0,
@@ -213,6 +218,8 @@ class Journal:
         self._engine = engine
         self.node = node
         self._notify = notify
+        # Tells the relay to read committed rows that no notify will bring.
+        self._rescan = rescan
         self._batch_max = batch_max
         self._linger = linger
         self._queue: Queue[_Pending[Any]] = Queue(maxsize=queue_size)
@@ -329,13 +336,20 @@ class Journal:
         if unit.batch.is_empty():
             return []
         delay = 0.05
+        unanswered = False  # an attempt failed, perhaps after its commit
         while True:
             try:
-                ids = write_batch(self._engine, unit.batch)
+                if unanswered and batch_stored(self._engine, unit.batch):
+                    log.warning("a batch whose commit went unanswered was stored; not writing it again")
+                    self._rescan()
+                    ids = []
+                else:
+                    ids = write_batch(self._engine, unit.batch)
                 self.healthy = True
                 self.batches += 1
                 return ids
             except StoreUnavailable:
+                unanswered = True
                 if self.healthy:
                     log.warning("database unavailable; retrying the batch")
                 self.healthy = False

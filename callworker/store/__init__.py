@@ -29,13 +29,14 @@ from callworker.store.queries import (
     lookup_command,
     pending_outbox,
 )
-from callworker.store.writes import Batch, delete_outbox, write_batch
+from callworker.store.writes import Batch, batch_stored, delete_outbox, write_batch
 
 __all__ = [
     "Batch",
     "CommandLookup",
     "OrderHistory",
     "TERMINAL_STATUSES",
+    "batch_stored",
     "call_events",
     "call_id_taken",
     "delete_outbox",

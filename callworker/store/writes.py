@@ -20,14 +20,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Insert, Table, delete, insert
+from sqlalchemy import Connection, Engine, Insert, Table, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from callworker.store import bulk
 from callworker.store.db import autocommit, guarded
 from callworker.store.models import CALLS, CDRS, COMMANDS, EVENTS, FLASHCALL_ORDERS, OUTBOX
 
-__all__ = ["Batch", "write_batch", "delete_outbox"]
+__all__ = ["Batch", "write_batch", "batch_stored", "delete_outbox"]
 
 # Columns an upsert never overwrites: the first time a row was seen stays true.
 _KEEP_ON_CONFLICT = frozenset({"created_at"})
@@ -147,8 +147,8 @@ def write_batch(engine: Engine, batch: Batch) -> list[int]:
     inserted, an event_id already stored is left as it was (another event with a
     taken (call_id, seq) raises IntegrityError); a CDR already stored for its
     call_id is left as it was. So the same batch written again, after a commit
-    whose outcome the connection lost, stores nothing twice but its outbox rows
-    (published twice: consumers dedupe by message_id).
+    whose outcome the connection lost, stores nothing twice but its outbox rows:
+    ask ``batch_stored`` before writing a batch again.
     """
     if batch.is_empty():
         return []
@@ -176,6 +176,31 @@ def write_batch(engine: Engine, batch: Batch) -> list[int]:
             for _keys, run in _runs(batch.cdrs):
                 conn.execute(stmt, run)
         return _insert_outbox(conn, batch.outbox) if batch.outbox else []
+
+
+@guarded
+def batch_stored(engine: Engine, batch: Batch) -> bool:
+    """Whether an earlier write of ``batch``, whose commit went unanswered, committed.
+
+    Asked only of a batch with outbox rows: the rest of a batch can be written
+    again without storing anything twice, its outbox rows cannot. They share one
+    ``node`` and ``created_at`` (the batch's time); its events stay stored after
+    their rows are published and deleted, so either tells.
+    """
+    if not batch.outbox:
+        return False
+    first = batch.outbox[0]
+    probes = []
+    if first.get("created_at") is not None:
+        probes.append(
+            select(OUTBOX.c.id)
+            .where(OUTBOX.c.node == first["node"], OUTBOX.c.created_at == first["created_at"])
+            .limit(1)
+        )
+    if batch.events:
+        probes.append(select(EVENTS.c.event_id).where(EVENTS.c.event_id == batch.events[0]["event_id"]))
+    with autocommit(engine).connect() as conn:
+        return any(conn.execute(probe).first() is not None for probe in probes)
 
 
 @guarded

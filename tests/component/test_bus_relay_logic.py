@@ -392,3 +392,18 @@ def test_flush_marks_what_is_confirmed_without_waiting_for_more(relays: list[Out
     assert broker.wait_published(3)
     assert relay.flush(5)
     assert outbox.rows == {} and relay.backlog == 0
+
+
+def test_rows_committed_without_a_notify_are_read_back_in_order_on_rescan(
+        relays: list[OutboxRelay]) -> None:
+    broker, outbox = ScriptedBroker(), Outbox()
+    relay = start(relays, broker, outbox, safety_interval=60.0)
+    assert relay.flush(5)
+    relay.notify(outbox.commit(3))
+    assert relay.flush(5)
+    outbox.commit(2)  # a batch found stored after its commit went unanswered
+    relay.rescan()
+    relay.notify(outbox.commit(3))  # the batches after it
+    assert relay.flush(5)
+    assert broker.published == list(range(1, 9))
+    assert outbox.rows == {}

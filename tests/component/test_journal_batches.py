@@ -1,4 +1,4 @@
-"""How the journal groups operations into commits (SQLite, no FreeSWITCH needed)."""
+"""How the journal groups operations into commits, and writes a batch again after a cut (SQLite)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ from pathlib import Path
 
 import gevent.event
 import pytest
+from pytest_mock import MockerFixture
+from sqlalchemy import Engine
 
 from callworker.bus.relay import OutboxItem
 from callworker.calls.journal import Journal, Unit
-from callworker.store import make_engine, migrate
+from callworker.errors import StoreUnavailable
+from callworker.store import Batch, make_engine, migrate, pending_outbox, write_batch
 
 
 class Notified:
@@ -62,3 +65,62 @@ def test_a_batch_already_large_is_written_without_lingering(lingering: tuple[Jou
         journal.submit(publishing(f"event.{index}"))
     assert notified.changed.wait(10)  # not a minute later
     assert journal.batches == 1 and [len(batch) for batch in notified.batches] == [200]
+
+
+class Rescans:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
+
+
+def cut_connection(mocker: MockerFixture, *, after_commit: bool) -> list[Batch]:
+    """The journal's next write fails once, before or after its commit, as a cut would."""
+    attempts: list[Batch] = []
+
+    def write(engine: Engine, batch: Batch) -> list[int]:
+        attempts.append(batch)
+        if len(attempts) == 1 and not after_commit:
+            raise StoreUnavailable("connection refused")
+        ids = write_batch(engine, batch)
+        if len(attempts) == 1:
+            raise StoreUnavailable("server closed the connection unexpectedly")
+        return ids
+
+    mocker.patch("callworker.calls.journal.write_batch", side_effect=write)
+    return attempts
+
+
+@pytest.fixture
+def plain(tmp_path: Path) -> Iterator[tuple[Journal, Notified, Rescans, Engine]]:
+    url = f"sqlite:///{tmp_path / 'journal.sqlite3'}"
+    migrate(url)
+    engine = make_engine(url)
+    notified, rescans = Notified(), Rescans()
+    journal = Journal(engine, node="fs1", notify=notified, rescan=rescans)
+    journal.start()
+    yield journal, notified, rescans, engine
+    journal.stop()
+    engine.dispose()
+
+
+def test_a_batch_whose_commit_went_unanswered_is_not_written_again(
+        plain: tuple[Journal, Notified, Rescans, Engine], mocker: MockerFixture) -> None:
+    journal, notified, rescans, engine = plain
+    attempts = cut_connection(mocker, after_commit=True)
+    assert journal.run(publishing("reply"), timeout=10) == "reply"
+    assert len(attempts) == 1
+    # The relay reads the stored rows itself, in id order, instead of a second copy.
+    assert rescans.count == 1 and notified.batches == []
+    assert [row["routing_key"] for row in pending_outbox(engine, "fs1", 0, 10)] == ["reply"]
+
+
+def test_a_batch_that_never_reached_the_database_is_written_on_retry(
+        plain: tuple[Journal, Notified, Rescans, Engine], mocker: MockerFixture) -> None:
+    journal, notified, rescans, engine = plain
+    attempts = cut_connection(mocker, after_commit=False)
+    assert journal.run(publishing("reply"), timeout=10) == "reply"
+    assert len(attempts) == 2
+    assert rescans.count == 0 and notified.batches == [["reply"]]
+    assert [row["routing_key"] for row in pending_outbox(engine, "fs1", 0, 10)] == ["reply"]

@@ -20,6 +20,7 @@ from sqlalchemy.pool import StaticPool
 from callworker.errors import ConfigError
 from callworker.store import (
     Batch,
+    batch_stored,
     call_events,
     call_id_taken,
     delete_outbox,
@@ -298,6 +299,35 @@ class StoreContract:
         delete_outbox(engine, ids[:100])
         delete_outbox(engine, [])
         assert [row["id"] for row in pending_outbox(engine, "n1", 0, 1000)] == ids[100:]
+
+    def test_a_batch_is_known_as_stored_by_its_outbox_rows_then_by_its_events(
+        self, engine: Engine
+    ) -> None:
+        call_id = new_id()
+        at = T0 + timedelta(microseconds=1)
+        batch = Batch(
+            calls=[call_row(call_id)], events=[event_row(call_id, 1)],
+            outbox=[{**outbox_row(1), "created_at": at}],
+        )
+        assert not batch_stored(engine, batch)
+        ids = write_batch(engine, batch)
+        assert batch_stored(engine, batch)
+        delete_outbox(engine, ids)  # published and confirmed: the events remain
+        assert batch_stored(engine, batch)
+        later = Batch(
+            events=[event_row(call_id, 2)],
+            outbox=[{**outbox_row(2), "created_at": at + timedelta(microseconds=1)}],
+        )
+        # The same instant on another node's row says nothing of this node's batch.
+        write_batch(engine, Batch(outbox=[{**outbox_row(3), "node": "n2", "created_at": T0}]))
+        assert not batch_stored(engine, Batch(outbox=[{**outbox_row(4), "created_at": T0}]))
+        assert not batch_stored(engine, later)
+
+    def test_a_batch_without_outbox_rows_is_never_reported_stored(self, engine: Engine) -> None:
+        # Everything else in a batch can be written again without storing anything twice.
+        batch = Batch(calls=[call_row()])
+        write_batch(engine, batch)
+        assert not batch_stored(engine, batch)
 
     def test_outbox_ids_are_never_reused_after_the_table_empties(self, engine: Engine) -> None:
         # The relay reads "rows after id N": a reused id would be skipped.
