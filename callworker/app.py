@@ -4,7 +4,8 @@ Start order: database (migrations, then the live calls of this node back into
 memory), journal and relay (so everything committed gets published), the event
 pump, the command pool, then the connections to FreeSWITCH and RabbitMQ, then
 HTTP. Commands are consumed only while FreeSWITCH is connected; after every
-(re)connect the live calls are reconciled with what FreeSWITCH still has.
+(re)connect the live calls are reconciled with what FreeSWITCH still has, and the
+flash calls still up are given back the drops that the restart or outage lost.
 """
 
 from __future__ import annotations
@@ -205,6 +206,9 @@ class Worker:
     def _reconcile_then_consume(self) -> None:
         try:
             reconcile(self.journal, self.esl, in_flight=self.calls.dialling, engine=self.engine)
+            # Timers die with the process and hang-ups with an outage; the calls
+            # reconciliation left live are the ones still to drop.
+            self.flashcalls.rearm()
         except Exception:
             log.exception("reconciliation with FreeSWITCH failed; will retry on the next connect")
         if self.esl.connected:

@@ -135,6 +135,10 @@ class FlashcallService:
         self.sweeper.stop()
         self.watch.stop()
 
+    def rearm(self) -> int:
+        """After a reconciliation: drop again the flash calls whose drop was lost."""
+        return self.watch.rearm()
+
     def owner_node(self, tenant: str, order_id: str) -> str | None:
         """The node that holds the tenant's order (where a verify must run), or None."""
         if self.book.get(tenant, order_id) is not None:

@@ -7,14 +7,19 @@ never blocks there: hanging up is scheduled after the commit. A ringing call is
 dropped ``ring_ms`` later with ORIGINATOR_CANCEL, so the phone shows a missed
 call; an answered one at once. Dropping first marks the call in the journal
 (so its end counts as ours: ``call.cancelled``), then asks FreeSWITCH; a call
-that ended meanwhile is fine to miss. ``Sweeper`` expires open orders whose TTL
-passed, so none stays open without its ``flashcall.expired``.
+that ended meanwhile is fine to miss. The timers live in memory: after each
+reconciliation with FreeSWITCH (a restart, a reconnect) ``rearm`` schedules again
+the drops of the flash calls still up that have none, and sends again the
+hang-ups that could not reach FreeSWITCH, so no phone rings on until the ring
+timeout (where it could still be answered). ``Sweeper`` expires open orders
+whose TTL passed, so none stays open without its ``flashcall.expired``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 import gevent
@@ -22,7 +27,7 @@ import gevent.pool
 
 from callworker.calls.journal import Journal, Unit
 from callworker.calls.record import CallRecord
-from callworker.calls.states import ANSWERED_STATUSES, TERMINAL
+from callworker.calls.states import ANSWERED_STATUSES, TERMINAL, Status
 from callworker.contract import utcnow
 from callworker.errors import FreeSwitchError, StoreUnavailable
 from callworker.esl import builders
@@ -30,7 +35,7 @@ from callworker.esl.port import FreeSwitchPort
 from callworker.flashcall.book import OrderBook
 from callworker.flashcall.orders import CALL_OUTCOMES, expire_if_due
 
-__all__ = ["CallWatch", "Sweeper"]
+__all__ = ["CallWatch", "Sweeper", "Rearm", "rearm_plan"]
 
 log = logging.getLogger("callworker.flashcall")
 
@@ -50,9 +55,31 @@ class CallWatch:
         self._book = book
         self._ring_s = ring_ms / 1000
         self._timers = gevent.pool.Group()
+        # The scheduled drop or hang-up of each call, until it has run.
+        self._pending: dict[str, gevent.Greenlet] = {}
 
     def stop(self) -> None:
         self._timers.kill(timeout=1)
+        self._pending.clear()
+
+    def rearm(self) -> int:
+        """Schedule again what a restart or an outage lost; returns how many calls.
+
+        Call after reconciliation: the live calls are then those FreeSWITCH still has.
+        """
+        armed = 0
+        for record in list(self._journal.calls.values()):
+            plan = rearm_plan(record, self._ring_s)
+            if plan is None or record.call_id in self._pending:
+                continue
+            if plan.cause is None:
+                self.drop_later(record.call_id, plan.delay_s)
+            else:
+                self._spawn(plan.delay_s, self._kill, record.call_id, plan.cause)
+            armed += 1
+        if armed:
+            log.info("%d flash call(s) to drop again after reconnecting", armed)
+        return armed
 
     # ------------------------------------------------------- inside the journal
 
@@ -66,7 +93,7 @@ class CallWatch:
         elif event_type == "call.answered" and not record.hangup_requested:
             record.hangup_requested = True
             unit.save(record)
-            unit.post_commit.append(lambda: self._spawn(0, self._kill, call_id, "NORMAL_CLEARING"))
+            unit.post_commit.append(lambda: self._spawn(0, self._kill, call_id, _cause(answered=True)))
         outcome = CALL_OUTCOMES.get(event_type)
         order = self._book.orders.get(record.flashcall_order_id)
         if outcome is None or order is None or order.call_id != call_id:
@@ -86,8 +113,16 @@ class CallWatch:
     def drop_later(self, call_id: str, delay: float) -> None:
         self._spawn(delay, self.drop, call_id)
 
-    def _spawn(self, delay: float, fn: Callable[..., None], *args: str) -> None:
-        self._timers.add(gevent.spawn_later(delay, fn, *args))
+    def _spawn(self, delay: float, fn: Callable[..., None], call_id: str, *args: str) -> None:
+        timer = gevent.spawn_later(delay, fn, call_id, *args)
+        self._pending[call_id] = timer
+
+        def done(finished: gevent.Greenlet) -> None:
+            if self._pending.get(call_id) is finished:
+                del self._pending[call_id]
+
+        timer.link(done)
+        self._timers.add(timer)
 
     def drop(self, call_id: str) -> None:
         """Hang up a flash call that is still up (marked as the worker's own hangup)."""
@@ -98,8 +133,7 @@ class CallWatch:
                 return None
             record.hangup_requested = True
             unit.save(record)
-            answered = record.status in ANSWERED_STATUSES
-            return "NORMAL_CLEARING" if answered else "ORIGINATOR_CANCEL"
+            return _cause(answered=record.status in ANSWERED_STATUSES)
 
         try:
             cause = self._journal.run(mark, timeout=JOURNAL_WAIT_S)
@@ -119,6 +153,38 @@ class CallWatch:
             return
         if reply.startswith("-ERR"):
             log.debug("flash call %s had already ended", call_id)
+
+
+@dataclass(frozen=True)
+class Rearm:
+    """What to schedule again for a live flash call: a drop, or a hang-up with ``cause``."""
+
+    delay_s: float
+    cause: str | None = None  # None: a drop (marks the call, then hangs up)
+
+
+def rearm_plan(record: CallRecord, ring_s: float) -> Rearm | None:
+    """What a live call needs after a restart or reconnect (None: nothing).
+
+    A hang-up already decided (marked, or the call answered) is sent again at
+    once: uuid_kill of a call that is gone only answers -ERR. A call that rang
+    is given ``ring_s`` again from now, as the ring time before the loss is not
+    kept: the phone rings a little longer, never shorter than it should. A call
+    that has not rung yet is armed by its ringing event.
+    """
+    if record.flashcall_order_id is None or record.status in TERMINAL:
+        return None
+    answered = record.status in ANSWERED_STATUSES
+    if record.hangup_requested or answered:
+        return Rearm(0.0, _cause(answered=answered))
+    if record.status == Status.RINGING:
+        return Rearm(ring_s)
+    return None
+
+
+def _cause(*, answered: bool) -> str:
+    # Unanswered: the caller gave up (the phone shows a missed call).
+    return "NORMAL_CLEARING" if answered else "ORIGINATOR_CANCEL"
 
 
 def _occurred_at(unit: Unit, record: CallRecord, event_type: str) -> datetime:

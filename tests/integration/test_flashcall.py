@@ -99,6 +99,15 @@ def slow_answer() -> Iterator[Simulator]:
 
 
 @pytest.fixture
+def never_answer() -> Iterator[Simulator]:
+    """Phones ring until the ring timeout (15 s) unless the worker drops the call."""
+    sim = Simulator("127.0.0.1", 0, "ClueCon", ring_delay=0.05, answer_delay=60.0)
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
 def quick_answer() -> Iterator[Simulator]:
     sim = Simulator("127.0.0.1", 0, "ClueCon", ring_delay=0.05, answer_delay=0.1)
     sim.start()
@@ -424,6 +433,25 @@ def test_open_orders_survive_a_restart(
     flash(node_id=node)
     assert verify_own(probe, tenant, result)["result"] == OK
     assert order_event(probe, result["id"], "flashcall.verified")["seq"] == 3
+
+
+def test_a_restart_drops_the_ringing_flash_call_again(
+    flash: Start, probe: Probe, tenant: str, never_answer: Simulator
+) -> None:
+    """The drop timer dies with the process; the restarted worker drops the call itself."""
+    node = f"node-{uuid.uuid4().hex[:8]}"
+    first = flash(never_answer, node_id=node, flashcall_ring_ms=60_000)
+    order_id = create(probe, tenant)["result"]["id"]
+    call_id = order_event(probe, order_id, "flashcall.created")["data"]["call_id"]
+    order_event(probe, order_id, "flashcall.ringing")
+    first.stop()
+
+    flash(never_answer, node_id=node)
+    # Left alone, the phone would ring on for the 15 s ring timeout and end call.failed.
+    call = probe.call_events_until_terminal(call_id, timeout=8)
+    assert [e["type"] for e in call][-2:] == ["call.cancelled", "call.cdr"]
+    assert call[-2]["data"]["hangup_cause"] == "ORIGINATOR_CANCEL"
+    assert f"api uuid_kill {call_id} ORIGINATOR_CANCEL" in never_answer.received_commands()
 
 
 def test_flash_calls_on_sqlite(
