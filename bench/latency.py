@@ -12,6 +12,7 @@ against the same broker and vhost, the reference: a bare pika responder
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from bench.stack import (
     describe_cpu,
     event_delays_ms,
     reply_rtts_ms,
+    slow_episodes,
     stack,
     wait_for_cdrs,
 )
@@ -64,6 +66,33 @@ def _reference_rtts(st: Stack, rate: float, seconds: float) -> list[float]:
         echo.wait(10)
 
 
+class GcPauses:
+    """The driver's own garbage-collection pauses while it stamps receipts.
+
+    A pause of the driver delays every stamp taken after it and would be counted as
+    the worker's latency; knowing the longest tells whether a tail is the driver's.
+    """
+
+    def __init__(self) -> None:
+        self.longest_ms = 0.0
+        self.count = 0
+        self._started = 0.0
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._observe)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._observe)
+
+    def _observe(self, phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        self.count += 1
+        self.longest_ms = max(self.longest_ms, (time.perf_counter() - self._started) * 1000)
+
+
 class CommitProbe:
     """``commit_probe.py`` beside the load: the machine's own commit latency meanwhile."""
 
@@ -91,20 +120,23 @@ def _one_run(options: Options, index: int) -> dict[str, float | str]:
         ids: list[str] = []
         probe = CommitProbe(st.database_url)
         st.mark_cpu()
-        with maybe_profile(options, st.worker.pid, f"latency-{index}", seconds):
-            pace(rate, seconds, lambda _i: ids.append(st.driver.originate(NUMBER_FAR_END_HANGUP)))
-        cpu = st.cpu_share()
-        commits = probe.stop()
-        wait_for_cdrs(st.driver, ids, timeout=60)
+        with GcPauses() as driver_gc:
+            with maybe_profile(options, st.worker.pid, f"latency-{index}", seconds):
+                pace(rate, seconds, lambda _i: ids.append(st.driver.originate(NUMBER_FAR_END_HANGUP)))
+            cpu = st.cpu_share()
+            commits = probe.stop()
+            wait_for_cdrs(st.driver, ids, timeout=60)
         loss = audit(st, ids).describe()
         events = event_delays_ms(st.driver, ids, FS_EVENTS)
         replies = reply_rtts_ms(st.driver, ids)
+        episodes = slow_episodes(st.driver, ids, _REPLY_P99_TARGET)
     figures: dict[str, float | str] = {
         "event_p50": percentile(events, 50), "event_p99": percentile(events, 99),
         "reply_p50": percentile(replies, 50), "reply_p99": percentile(replies, 99),
         "ref_p50": percentile(reference, 50), "ref_p99": percentile(reference, 99),
         "events": float(len(events)), "loss": loss, "cpu": describe_cpu(cpu),
         "commit_p50": commits["p50"], "commit_p99": commits["p99"], "commit_max": commits["max"],
+        "episodes": episodes, "driver_gc_max": driver_gc.longest_ms, "driver_gcs": float(driver_gc.count),
     }
     log("latency run: " + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
                                      for k, v in figures.items()))
@@ -139,6 +171,10 @@ def run(options: Options) -> list[Row]:
             result=f"{fmt_ms(med('reply_p50'))} / {fmt_ms(med('reply_p99'))}",
             reference=f"raw pika round trip: {fmt_ms(med('ref_p50'))} / {fmt_ms(med('ref_p99'))}",
             target=f"p99 ≤ {_REPLY_P99_TARGET:g} ms", met=med("reply_p99") <= _REPLY_P99_TARGET,
-            notes=["p99 per run: " + ", ".join(fmt_ms(float(r["reply_p99"])) for r in runs), commits_note],
+            notes=["p99 per run: " + ", ".join(fmt_ms(float(r["reply_p99"])) for r in runs), commits_note,
+                   "slow replies per run (commands sent within 100 ms of each other form an episode): "
+                   + "; ".join(str(r["episodes"]) for r in runs),
+                   "the driver's own garbage collections while stamping (count, longest): "
+                   + "; ".join(f"{float(r['driver_gcs']):.0f}, {float(r['driver_gc_max']):.1f} ms" for r in runs)],
         ),
     ]

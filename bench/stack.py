@@ -180,6 +180,32 @@ def reply_rtts_ms(driver: Driver, keys: list[str]) -> list[float]:
     return out
 
 
+def slow_episodes(driver: Driver, keys: list[str], over_ms: float, gap_s: float = 0.1) -> str:
+    """How the replies slower than ``over_ms`` fall in time: spread out, or a few pauses.
+
+    Slow replies whose commands were sent within ``gap_s`` of the previous slow one
+    form one episode; a handful of episodes holding most of them is a pause of
+    something on the path (the disk, a process), not a slow path.
+    """
+    slow = sorted(
+        (call.sent, (call.reply.received - call.sent) * 1000)
+        for call in (driver.calls[key] for key in keys)
+        if call.reply is not None and (call.reply.received - call.sent) * 1000 > over_ms
+    )
+    if not slow:
+        return f"no reply over {over_ms:g} ms"
+    episodes: list[list[tuple[float, float]]] = [[slow[0]]]
+    for sent, rtt in slow[1:]:
+        if sent - episodes[-1][-1][0] <= gap_s:
+            episodes[-1].append((sent, rtt))
+        else:
+            episodes.append([(sent, rtt)])
+    longest = max(episodes, key=len)
+    return (f"{len(slow)} replies over {over_ms:g} ms in {len(episodes)} episode(s); the largest: "
+            f"{len(longest)} replies sent over {(longest[-1][0] - longest[0][0]) * 1000:.0f} ms, "
+            f"the slowest {max(rtt for _, rtt in longest):.0f} ms")
+
+
 def describe_cpu(cpu: dict[str, float]) -> str:
     parts = ["worker", "simulator", "driver", "rabbitmq", "postgres", "other"]
     return "CPU in cores (of 2): " + ", ".join(f"{p} {cpu.get(p, 0.0):.2f}" for p in parts)
