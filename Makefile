@@ -38,7 +38,7 @@ test-unit: install
 
 lint: install
 	$(BIN)/ruff check callworker tests
-	$(BIN)/mypy callworker
+	$(BIN)/mypy callworker tests
 
 clean:
 	rm -rf $(VENV) callworker.sqlite3* .pytest_cache

@@ -373,7 +373,12 @@ def test_confirms_are_gathered_and_marked_sent_by_one_call(relays: list[OutboxRe
     broker, outbox = ScriptedBroker(auto_confirm=False), Outbox()
     marked: list[list[int]] = []
     mark_sent = outbox.mark_sent
-    outbox.mark_sent = lambda ids: (marked.append(list(ids)), mark_sent(ids))[1]  # type: ignore[method-assign]
+
+    def recording_mark_sent(ids: list[int]) -> None:
+        marked.append(list(ids))
+        mark_sent(ids)
+
+    outbox.mark_sent = recording_mark_sent  # type: ignore[method-assign]
     relay = start(relays, broker, outbox, mark_delay=60.0, mark_batch=5)
     relay.notify(outbox.commit(5))
     assert broker.wait_published(5)

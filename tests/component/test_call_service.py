@@ -32,6 +32,9 @@ class FakePort:
         self.sent: list[str] = []
         self.channels: set[str] = set()
 
+    def wait_connected(self, timeout: float) -> bool:
+        return self.connected
+
     def api(self, command: str, *, timeout: float | None = None) -> str:
         self.sent.append(f"api {command}")
         if command.startswith("show channels as json"):
@@ -96,8 +99,12 @@ def test_originate_sends_one_validated_bgapi_and_commits_the_reply(setup: Any) -
         f"origination_caller_id_name='Front Desk',callworker_tenant=acme}}"
         f"sofia/gateway/default/+15551230001 &park()"
     ]
-    assert get_command(engine, TENANT, cmd.command_id)["reply"] == reply
-    assert get_call(engine, TENANT, call_id)["status"] == "initiated"
+    stored = get_command(engine, TENANT, cmd.command_id)
+    assert stored is not None
+    assert stored["reply"] == reply
+    call = get_call(engine, TENANT, call_id)
+    assert call is not None
+    assert call["status"] == "initiated"
     replies = [item for item in published if item.exchange == ""]
     assert replies[0].routing_key == "replies" and replies[0].correlation_id == "c1"
 
@@ -160,7 +167,9 @@ def test_events_become_contract_events_with_gapless_seq(setup: Any) -> None:
         "call.cdr",
     ]
     assert [e["seq"] for e in call_events(engine, call_id)] == [1, 2, 3, 4, 5, 6, 7]
-    assert get_cdr(engine, TENANT, call_id)["billsec"] == 7
+    cdr = get_cdr(engine, TENANT, call_id)
+    assert cdr is not None
+    assert cdr["billsec"] == 7
     assert not journal.knows(call_id)
 
 
@@ -186,7 +195,9 @@ def test_refused_before_any_channel_ends_failed_with_a_cdr(setup: Any) -> None:
     pump.handle(job)
     sync(journal)
     assert published_types(published, call_id) == ["call.initiated", "call.failed", "call.cdr"]
-    assert get_cdr(engine, TENANT, call_id)["hangup_cause"] == "GATEWAY_DOWN"
+    cdr = get_cdr(engine, TENANT, call_id)
+    assert cdr is not None
+    assert cdr["hangup_cause"] == "GATEWAY_DOWN"
 
 
 def test_hangup_before_answer_is_cancelled_and_state_refusals_are_replies(setup: Any) -> None:
@@ -220,7 +231,9 @@ def test_reconcile_ends_calls_freeswitch_no_longer_has(setup: Any) -> None:
     port.channels = {kept}
     assert reconcile(journal, port) == 1
     assert published_types(published, gone)[-2:] == ["call.completed", "call.cdr"]
-    assert get_cdr(engine, TENANT, gone)["reconstructed"] is True
+    cdr = get_cdr(engine, TENANT, gone)
+    assert cdr is not None
+    assert cdr["reconstructed"] is True
     assert journal.knows(kept) and not journal.knows(gone)
 
 
@@ -243,7 +256,9 @@ def test_reconcile_adopts_a_live_call_left_under_another_node_id(setup: Any) -> 
     port.channels = {call_id}
     reconcile(journal, port, engine=engine)
     assert journal.knows(call_id)
-    assert get_call(engine, TENANT, call_id)["node"] == "fs1"
+    call = get_call(engine, TENANT, call_id)
+    assert call is not None
+    assert call["node"] == "fs1"
     # Its events go on from its last seq, from this node.
     pump.handle(fs_event("CHANNEL_ANSWER", call_id))
     sync(journal)

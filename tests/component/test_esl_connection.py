@@ -232,7 +232,11 @@ def test_timeout_fails_every_waiter_and_the_next_command_gets_its_own_reply(
     release = gevent.event.Event()
 
     def late(conn: FakeConn, args: str) -> None:
-        gevent.spawn(lambda: (release.wait(), conn.send(api_response(f"late {args}"))))
+        def reply_when_released() -> None:
+            release.wait()
+            conn.send(api_response(f"late {args}"))
+
+        gevent.spawn(reply_when_released)
 
     fs.api["late"] = late
     downs: Queue[str] = Queue()
@@ -511,9 +515,12 @@ def test_two_thousand_concurrent_api_calls_each_get_their_own_reply(
     queue: Queue[Event] = Queue(maxsize=10)
     conn = make_conn(event_queue=queue)
     received: list[str] = []
-    drain = gevent.spawn(
-        lambda: [received.append(queue.get()["Event-Sequence"]) for _ in range(1000)]
-    )
+
+    def drain_events() -> None:
+        for _ in range(1000):
+            received.append(queue.get()["Event-Sequence"])
+
+    drain = gevent.spawn(drain_events)
     lines = [f"{'evecho' if i % 2 else 'echo'} {i}" for i in range(2000)]
     calls = [gevent.spawn(conn.api, line, timeout=30) for line in lines]
     gevent.joinall(calls, timeout=60, raise_error=True)

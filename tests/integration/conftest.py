@@ -67,7 +67,7 @@ def dead_letters(amqp_url: str) -> list[tuple[Any, bytes]]:
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     try:
         channel = connection.channel()
-        found = []
+        found: list[tuple[Any, bytes]] = []
         while True:
             method, properties, body = channel.basic_get("callworker.commands.dead", auto_ack=True)
             if method is None:

@@ -120,8 +120,8 @@ def started() -> Iterator[list[Any]]:
         thing.stop(timeout=5)
 
 
-def make_relay(url: str, outbox: MemoryOutbox, started: list[Any], *, start_client: bool = True,
-               **options: Any) -> tuple[OutboxRelay, AmqpClient]:
+def make_relay(url: str, outbox: MemoryOutbox | PostgresOutbox, started: list[Any], *,
+               start_client: bool = True, **options: Any) -> tuple[OutboxRelay, AmqpClient]:
     client = AmqpClient(url, node_id=f"relay-{uuid.uuid4().hex[:6]}", prefetch=1,
                         on_delivery=lambda d: None, consume=False)
     relay = OutboxRelay(client, fetch_pending=outbox.fetch_pending,

@@ -487,9 +487,13 @@ def test_order_rows_are_folded_and_read_back(database: str, pg_url: str, tmp_pat
     try:
         # Two rows of one order in one batch: the later values win.
         write_batch(engine, Batch(orders=[old, new, closed, {**new, "attempts": 2, "last_seq": 3}]))
-        assert get_order(engine, tenant, new["order_id"])["attempts"] == 2
+        stored = get_order(engine, tenant, new["order_id"])
+        assert stored is not None
+        assert stored["attempts"] == 2
         assert get_order(engine, "someone-else", new["order_id"]) is None
-        assert latest_order_for_phone(engine, tenant, phone)["order_id"] == new["order_id"]
+        latest = latest_order_for_phone(engine, tenant, phone)
+        assert latest is not None
+        assert latest["order_id"] == new["order_id"]
         live = [r["order_id"] for r in live_orders(engine, node)]
         assert live == [old["order_id"], new["order_id"]]
         found = order_history(engine, tenant, phone, now - timedelta(seconds=3600))

@@ -36,7 +36,7 @@ def test_commands_reach_the_node_that_holds_the_call(
     sent = [probe.send(tenant, "originate", destination_number="+15551230001", call_id=c) for c in call_ids]
     for body in sent:
         assert probe.reply_for(body["command_id"])["ok"]
-    answered = {}
+    answered: dict[str, str] = {}
     while len(answered) < len(call_ids):
         event = probe.event(lambda e: e["type"] == "call.answered" and e["call_id"] in call_ids)
         answered[event["call_id"]] = event["node"]

@@ -134,8 +134,8 @@ def test_hangup_while_ringing_is_cancelled(worker: Worker, probe: Probe, tenant:
 def test_a_repeated_command_id_dials_once_and_replays_the_reply(
     worker: Worker, probe: Probe, tenant: str, simulator: Simulator
 ) -> None:
-    body = {"v": 1, "command_id": str(uuid.uuid4()), "type": "originate",
-            "destination_number": "+15551230200", "call_id": str(uuid.uuid4())}
+    body: dict[str, Any] = {"v": 1, "command_id": str(uuid.uuid4()), "type": "originate",
+                            "destination_number": "+15551230200", "call_id": str(uuid.uuid4())}
     raw = json.dumps(body).encode()
     first = probe.reply_for(None, correlation_id=probe.publish_raw(f"{tenant}.originate", raw))
     second = probe.reply_for(None, correlation_id=probe.publish_raw(f"{tenant}.originate", raw))
@@ -154,6 +154,7 @@ def test_another_tenant_cannot_see_or_touch_a_call(worker: Worker, probe: Probe,
     call_id = originate(probe, tenant, "+15551230001")["result"]["call_id"]
     wait_type(probe, call_id, "call.answered")
     intruder = f"x{tenant}"
+    fields: dict[str, Any]
     for command_type, fields in (
         ("hangup", {}), ("hold", {}), ("mute", {}), ("call.get", {}),
     ):

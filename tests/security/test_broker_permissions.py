@@ -100,7 +100,7 @@ def _commands_queued(broker: Broker) -> list[str]:
     connection = broker.connect("guest", "guest")
     try:
         channel = connection.channel()
-        keys = []
+        keys: list[str] = []
         while True:
             method, _props, _body = channel.basic_get(COMMANDS_QUEUE, auto_ack=True)
             if method is None:
@@ -128,6 +128,13 @@ def publish(routing_key: str, exchange: str = COMMANDS_EXCHANGE) -> Callable[[Bl
     return action
 
 
+def bind_events(routing_key: str) -> Callable[[BlockingChannel], None]:
+    def action(channel: BlockingChannel) -> None:
+        channel.queue_bind(channel.queue_declare("", exclusive=True).method.queue, EVENTS_EXCHANGE, routing_key)
+
+    return action
+
+
 def test_a_tenant_user_publishes_its_own_commands_only(broker: Broker) -> None:
     connection = broker.connect()
     try:
@@ -151,8 +158,7 @@ def test_a_tenant_user_binds_its_own_events_only(broker: Broker) -> None:
         channel.queue_bind(queue, EVENTS_EXCHANGE, "acme.#")
         channel.queue_bind(queue, EVENTS_EXCHANGE, "acme.call.answered.*")
         for key in ("other.#", "#", "*.call.#", "*.*.*.*", "acmex.#"):
-            refused(connection, lambda ch, key=key: ch.queue_bind(
-                ch.queue_declare("", exclusive=True).method.queue, EVENTS_EXCHANGE, key))
+            refused(connection, bind_events(key))
         # What the worker publishes for both tenants: acme's user gets acme's only.
         worker = broker.connect("guest", "guest")
         try:

@@ -73,6 +73,9 @@ class RecordingPort:
         self.connected = True
         self.sent: list[bytes] = []
 
+    def wait_connected(self, timeout: float) -> bool:
+        return self.connected
+
     def api(self, command: str, *, timeout: float | None = None) -> str:
         self.sent.append(encode_command(f"api {command}"))
         return "+OK Success\n"
@@ -431,8 +434,8 @@ def _attacks(call_id: str) -> list[tuple[str, dict[str, Any]]]:
 
 def _smuggle_tenant(probe: Probe, tenant: str, live: str) -> None:
     """A tenant in the body is ignored (the hangup is the caller's own); one in the key is refused."""
-    smuggled = {"v": 1, "command_id": str(uuid.uuid4()), "type": "hangup", "call_id": live,
-                "tenant": f"{tenant}\n\napi hupall"}
+    smuggled: dict[str, Any] = {"v": 1, "command_id": str(uuid.uuid4()), "type": "hangup", "call_id": live,
+                                "tenant": f"{tenant}\n\napi hupall"}
     probe.publish_raw(f"{tenant}.hangup", json.dumps(smuggled).encode())
     assert probe.reply_for(smuggled["command_id"])["ok"]
     body = json.dumps({"v": 1, "command_id": str(uuid.uuid4()), "type": "originate",

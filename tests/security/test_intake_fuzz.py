@@ -67,25 +67,24 @@ class Maker:
 
     def valid(self) -> dict[str, Any]:
         """A command that would be accepted (the material the bad ones are made of)."""
-        command_type, fields = self.rng.choice(
-            [
-                (
-                    "originate",
-                    {
-                        "destination_number": "+15551230001",
-                        "caller_id_name": "Fuzz",
-                        "call_id": str(uuid.uuid4()),
-                        "timeout_s": 30,
-                    },
-                ),
-                ("hangup", {"call_id": str(uuid.uuid4()), "cause": "NORMAL_CLEARING"}),
-                ("hold", {"call_id": str(uuid.uuid4()), "hold": True}),
-                ("mute", {"call_id": str(uuid.uuid4())}),
-                ("call.get", {"call_id": str(uuid.uuid4())}),
-                ("call.list", {"limit": 10, "status": "answered"}),
-                ("cdr.list", {"limit": 10}),
-            ]
-        )
+        choices: list[tuple[str, dict[str, Any]]] = [
+            (
+                "originate",
+                {
+                    "destination_number": "+15551230001",
+                    "caller_id_name": "Fuzz",
+                    "call_id": str(uuid.uuid4()),
+                    "timeout_s": 30,
+                },
+            ),
+            ("hangup", {"call_id": str(uuid.uuid4()), "cause": "NORMAL_CLEARING"}),
+            ("hold", {"call_id": str(uuid.uuid4()), "hold": True}),
+            ("mute", {"call_id": str(uuid.uuid4())}),
+            ("call.get", {"call_id": str(uuid.uuid4())}),
+            ("call.list", {"limit": 10, "status": "answered"}),
+            ("cdr.list", {"limit": 10}),
+        ]
+        command_type, fields = self.rng.choice(choices)
         return {"v": 1, "command_id": str(uuid.uuid4()), "type": command_type, **fields}
 
     def key(self, body: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import gevent
 import gevent.event
@@ -226,16 +227,21 @@ def _http(port: int, path: str) -> tuple[int, str]:
 
 def test_settings_never_show_a_secret(found: Secrets) -> None:
     exposure = Exposure()
-    settings = Settings(
+    # Raw strings, as the environment gives them.
+    values: dict[str, Any] = dict(
         amqp_url=f"amqp://cw:{found.amqp}@127.0.0.1:5672/%2F",
         database_url=f"postgresql+psycopg://postgres:{found.database}@127.0.0.1:5432/cw",
         esl_password=found.esl, flashcall_hmac_key=found.hmac_key,
     )
+    settings = Settings(**values)
     for text in (repr(settings), str(settings), settings.model_dump(), settings.model_dump_json()):
         exposure.add("settings", text)
     # A mistake in another setting: the error names it, not the secrets beside it.
     with pytest.raises(ValidationError) as caught:
-        Settings(esl_port="not a port", esl_password=found.esl, amqp_url=f"amqp://cw:{found.amqp}@h/%2F")
+        invalid: dict[str, Any] = dict(
+            esl_port="not a port", esl_password=found.esl, amqp_url=f"amqp://cw:{found.amqp}@h/%2F"
+        )
+        Settings(**invalid)
     exposure.add_exception("invalid settings", caught.value)
     for url in (f"postgresql+psycopg://postgres@127.0.0.1:{found.database}/cw",
                 f"postgresql+psycopg://postgres:{found.database}@[::1/cw"):
@@ -277,7 +283,7 @@ def test_a_worker_through_traffic_and_outages_never_shows_a_secret(
     exposure.assert_clean(found, logs.records)
 
 
-def _ask(probe: Probe, tenant: str, exposure: Exposure, command_type: str, **fields: object) -> Received:
+def _ask(probe: Probe, tenant: str, exposure: Exposure, command_type: str, **fields: Any) -> Received:
     reply = probe.reply_for(probe.send(tenant, command_type, **fields)["command_id"])
     exposure.add(f"reply to {command_type}", json.dumps(reply))
     return reply

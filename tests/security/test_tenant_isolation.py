@@ -188,7 +188,7 @@ def test_a_routing_key_header_does_not_lend_another_tenant(
     b, b_probe = intruder
     live = a_calls["live"]
     for command_type in ("call.get", "hangup"):
-        body = {"v": 1, "command_id": str(uuid.uuid4()), "type": command_type, "call_id": live}
+        body: dict[str, Any] = {"v": 1, "command_id": str(uuid.uuid4()), "type": command_type, "call_id": live}
         _publish_with_headers(amqp_url, f"{b}.{command_type}", body, b_probe.reply_queue,
                               {"x-callworker-routing-key": f"{tenant}.{command_type}"})
         reply = b_probe.reply_for(body["command_id"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -147,14 +148,25 @@ def test_every_captured_hangup_complete_gives_the_cdr_of_one_get_per_field(captu
     frames = _hangup_complete_frames(captures_dir)
     assert len(frames) >= 2  # capture 00's call and capture 13
     for frame in frames:
-        _same_cdr(lambda frame=frame: parse_event(frame))
+        _same_cdr(partial(parse_event, frame))
         # The same event without the variables a CDR falls back from, and fully decoded first.
         headers = [(k, v) for k, v in parse_event(frame).headers().items() if k != "variable_hangup_cause"]
-        _same_cdr(lambda headers=headers: parse_event_plain(encode_event_plain(headers)))
-        _same_cdr(lambda headers=headers: parse_event_json(encode_event_json(headers)))
+
+        def plain(headers: list[tuple[str, str]] = headers) -> Event:
+            return parse_event_plain(encode_event_plain(headers))
+
+        def as_json(headers: list[tuple[str, str]] = headers) -> Event:
+            return parse_event_json(encode_event_json(headers))
+
+        _same_cdr(plain)
+        _same_cdr(as_json)
         split = parse_event(frame)
         split.headers()
-        _same_cdr(lambda split=split: split)
+
+        def given_split(split: Event = split) -> Event:
+            return split
+
+        _same_cdr(given_split)
 
 
 @settings(max_examples=300, deadline=None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given, settings
@@ -12,9 +12,13 @@ from hypothesis import strategies as st
 
 from callworker.contract import (
     MAX_BODY_BYTES,
+    CallListCommand,
     CallStatus,
     ContractError,
     ErrorCode,
+    FlashcallCreateCommand,
+    HangupCommand,
+    OriginateCommand,
     decode_command,
     encode_json,
     is_expired,
@@ -83,7 +87,7 @@ def test_body_of_exactly_max_size_is_accepted() -> None:
     body = raw(msg("originate", destination_number="1234"))
     body = body + b" " * (MAX_BODY_BYTES - len(body))
     assert len(body) == MAX_BODY_BYTES
-    assert decode_command("acme.originate", body).destination_number == "1234"
+    assert cast(OriginateCommand, decode_command("acme.originate", body)).destination_number == "1234"
 
 
 # --- envelope: routing key, v, command_id, type ---------------------------------------
@@ -217,7 +221,10 @@ def test_phone_of_wrong_json_type_is_invalid_phone_number(value: Any) -> None:
 def test_flashcall_phone_needs_ten_digits() -> None:
     err = refused("acme.flashcall.create", raw(msg("flashcall.create", phone="+999123456")))
     assert err.code is ErrorCode.INVALID_PHONE_NUMBER
-    ok = decode_command("acme.flashcall.create", raw(msg("flashcall.create", phone="+9991234567")))
+    ok = cast(
+        FlashcallCreateCommand,
+        decode_command("acme.flashcall.create", raw(msg("flashcall.create", phone="+9991234567"))),
+    )
     assert ok.phone == "+9991234567"
 
 
@@ -229,9 +236,9 @@ def test_missing_required_phone_is_a_validation_error() -> None:
 
 @pytest.mark.parametrize("value", ["+123", "123", "123456789012345", "+123456789012345"])
 def test_phone_number_limits_accepted(value: str) -> None:
-    assert decode_command(
+    assert cast(OriginateCommand, decode_command(
         "acme.originate", raw(msg("originate", destination_number=value))
-    ).destination_number == value
+    )).destination_number == value
 
 
 # --- other fields -------------------------------------------------------------------
@@ -400,14 +407,14 @@ def test_invalid_tenant_in_body_is_ignored_too() -> None:
 
 def test_unknown_fields_are_ignored() -> None:
     body = msg("hangup", call_id=CALL, reason="customer asked", priority=5)
-    cmd = decode_command("acme.hangup", raw(body))
+    cmd = cast(HangupCommand, decode_command("acme.hangup", raw(body)))
     assert cmd.call_id == CALL
     assert not hasattr(cmd, "reason")
 
 
 def test_from_is_read_only_under_its_wire_name() -> None:
     body = msg("call.list", from_="2026-11-22T10:31:00+00:00")
-    assert decode_command("acme.call.list", raw(body)).from_ is None
+    assert cast(CallListCommand, decode_command("acme.call.list", raw(body))).from_ is None
 
 
 def test_command_id_is_normalised_to_lowercase() -> None:

@@ -231,7 +231,7 @@ def test_snapshot_of_an_object_row() -> None:
 
 
 def test_cdr_data_picks_the_contract_fields() -> None:
-    row = {name: None for name in CDR_FIELDS}
+    row: dict[str, Any] = {name: None for name in CDR_FIELDS}
     row.update(call_id=UUID(CALL), start_stamp=T0, billsec=12, missed_call=False, extra=1)
     data = cdr_data(row)
     assert list(data) == list(CDR_FIELDS)

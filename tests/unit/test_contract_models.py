@@ -6,6 +6,7 @@ import json
 import re
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 import pydantic
@@ -174,12 +175,15 @@ def test_model_built_in_code_applies_the_same_rules() -> None:
                 {"destination_number": "1000", "tenant": "Acme"},
                 {"destination_number": "1000", "expires_at": datetime(2026, 1, 1)}):
         with pytest.raises(pydantic.ValidationError):
-            OriginateCommand(**{"v": 1, "command_id": CID, "tenant": "acme", **bad})
+            fields: dict[str, Any] = {"v": 1, "command_id": CID, "tenant": "acme", **bad}
+            OriginateCommand(**fields)
 
 
 def test_call_list_takes_from_by_python_name_and_wire_name() -> None:
     t = datetime(2026, 11, 22, tzinfo=UTC)
-    by_name = CallListCommand(v=1, command_id=CID, tenant="acme", from_=t)
+    # By the Python name, as keyword arguments (the type checker knows only the alias "from").
+    by_python_name: dict[str, Any] = {"v": 1, "command_id": CID, "tenant": "acme", "from_": t}
+    by_name = CallListCommand(**by_python_name)
     by_alias = CallListCommand.model_validate(
         {"v": 1, "command_id": CID, "tenant": "acme", "from": "2026-11-22T00:00:00Z"}
     )
@@ -246,8 +250,9 @@ def test_encode_json_round_trip() -> None:
 
 
 def test_encode_json_writes_models_by_wire_name() -> None:
-    cmd = CallListCommand(v=1, command_id=CID, tenant="acme",
-                          from_=datetime(2026, 11, 22, tzinfo=UTC))
+    cmd = CallListCommand.model_validate(
+        {"v": 1, "command_id": CID, "tenant": "acme", "from_": datetime(2026, 11, 22, tzinfo=UTC)}
+    )
     out = json.loads(encode_json(cmd))
     assert out["from"] == "2026-11-22T00:00:00.000000+00:00"
     assert "from_" not in out
