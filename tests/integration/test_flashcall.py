@@ -89,30 +89,29 @@ class FlashWorker:
 Start = Callable[..., FlashWorker]
 
 
-@pytest.fixture
-def slow_answer() -> Iterator[Simulator]:
-    """Phones ring for 3 s before they answer: the worker drops the call first."""
-    sim = Simulator("127.0.0.1", 0, "ClueCon", ring_delay=0.05, answer_delay=3.0)
+def running(answer_delay: float) -> Iterator[Simulator]:
+    """A simulator whose phones ring 50 ms after the dial and answer ``answer_delay`` later."""
+    sim = Simulator("127.0.0.1", 0, "ClueCon", ring_delay=0.05, answer_delay=answer_delay)
     sim.start()
     yield sim
     sim.stop()
+
+
+@pytest.fixture
+def slow_answer() -> Iterator[Simulator]:
+    """Phones ring for 3 s before they answer: the worker drops the call first."""
+    yield from running(answer_delay=3.0)
 
 
 @pytest.fixture
 def never_answer() -> Iterator[Simulator]:
     """Phones ring until the ring timeout (15 s) unless the worker drops the call."""
-    sim = Simulator("127.0.0.1", 0, "ClueCon", ring_delay=0.05, answer_delay=60.0)
-    sim.start()
-    yield sim
-    sim.stop()
+    yield from running(answer_delay=60.0)
 
 
 @pytest.fixture
 def quick_answer() -> Iterator[Simulator]:
-    sim = Simulator("127.0.0.1", 0, "ClueCon", ring_delay=0.05, answer_delay=0.1)
-    sim.start()
-    yield sim
-    sim.stop()
+    yield from running(answer_delay=0.1)
 
 
 @pytest.fixture
