@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.event
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -518,9 +519,15 @@ def test_two_greenlets_writing_one_sqlite_file_never_see_a_lock(tmp_path: Path) 
     migrate(url)
     engine = make_engine(url)
 
+    # The two writers take turns batch by batch, so their writes and reads interleave.
+    turn = {"fs1": gevent.event.Event(), "fs2": gevent.event.Event()}
+    other = {"fs1": "fs2", "fs2": "fs1"}
+
     def writer(node: str) -> list[int]:
         ids: list[int] = []
         for i in range(40):
+            assert turn[node].wait(10), f"{node} never got its turn"
+            turn[node].clear()
             call_id = new_id()
             batch = Batch(
                 calls=[call_row(call_id, node=node)],
@@ -528,11 +535,12 @@ def test_two_greenlets_writing_one_sqlite_file_never_see_a_lock(tmp_path: Path) 
                 outbox=[outbox_row(i)],
             )
             ids += write_batch(engine, batch)
-            assert live_calls(engine, node)  # reads interleave with the other writer
-            gevent.sleep(0)  # hand over to the other greenlet between batches
+            assert live_calls(engine, node)
+            turn[other[node]].set()
         return ids
 
     try:
+        turn["fs1"].set()
         greenlets = [gevent.spawn(writer, "fs1"), gevent.spawn(writer, "fs2")]
         gevent.joinall(greenlets, timeout=30, raise_error=True)
         assert all(g.successful() for g in greenlets)

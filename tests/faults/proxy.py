@@ -9,6 +9,7 @@ worker's reconnect attempts fail the way they fail against a server that is down
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
 import gevent
@@ -36,6 +37,10 @@ class Proxy:
         self.accepted = 0
         self.refused = 0
         self.cuts = 0
+        self.forwarded = 0  # chunks clients sent towards the target
+        self.watched = 0  # of those, chunks holding the bytes next_forward waits for
+        self._watch = b""
+        self._changed = gevent.event.Event()  # any of the counts above moved
 
     @property
     def port(self) -> int:
@@ -67,17 +72,47 @@ class Proxy:
     def restore(self) -> None:
         self._open.set()
 
+    def next_forward(self, timeout: float, containing: bytes = b"") -> bool:
+        """Wait until a client sends a chunk holding ``containing`` towards the target.
+
+        False on timeout. One waiter at a time.
+        """
+        self._watch = containing
+        return self._wait_past("watched", timeout)
+
+    def next_refusal(self, timeout: float) -> bool:
+        """Wait until a connection is refused (while cut); False on timeout."""
+        return self._wait_past("refused", timeout)
+
+    def _wait_past(self, count: str, timeout: float) -> bool:
+        """Wait until the named count moves past its value now, re-checked as counts move."""
+        before = getattr(self, count)
+        deadline = time.monotonic() + timeout
+        while getattr(self, count) == before:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._changed.clear()
+            if getattr(self, count) == before:
+                self._changed.wait(remaining)
+        return True
+
+    def _moved(self) -> None:
+        self._changed.set()
+
     # ------------------------------------------------------------------ forwarding
 
     def _accept(self, client: socket.socket, _address: Any) -> None:
         if not self._open.is_set():
             self.refused += 1
+            self._moved()
             _shut(client)
             return
         try:
             upstream = socket.create_connection(self.target, timeout=5)
         except OSError:
             self.refused += 1
+            self._moved()
             _shut(client)
             return
         upstream.settimeout(None)
@@ -88,12 +123,13 @@ class Proxy:
         self.accepted += 1
         back = gevent.spawn(self._pump, upstream, client, link)
         try:
-            self._pump(client, upstream, link, self.from_clients if self.record else None)
+            self._pump(client, upstream, link, self.from_clients if self.record else None, towards_target=True)
         finally:
             back.join(timeout=5)
 
     def _pump(self, source: socket.socket, sink: socket.socket,
-              link: tuple[socket.socket, socket.socket], tape: bytearray | None = None) -> None:
+              link: tuple[socket.socket, socket.socket], tape: bytearray | None = None, *,
+              towards_target: bool = False) -> None:
         try:
             while True:
                 data = source.recv(_CHUNK)
@@ -102,6 +138,11 @@ class Proxy:
                 if tape is not None:
                     tape += data
                 sink.sendall(data)
+                if towards_target:
+                    self.forwarded += 1
+                    if self._watch in data:
+                        self.watched += 1
+                    self._moved()
         except OSError:
             pass
         self._close(link)

@@ -11,11 +11,11 @@ phase are printed at the end of the session and kept in bench-results/faults.md.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
+from callworker.bus.topology import EVENTS_EXCHANGE
 from tests.faults.ledger import Figures, outbox_backlog
 from tests.faults.rig import Rig
 from tests.faults.traffic import Sent
@@ -122,16 +122,18 @@ def test_database_unreachable(rig: Rig) -> None:
             lambda status, body: status == 503 and not body["database"]["reachable"], timeout=10)
         rig.traffic_for(3.0)  # the outage
         rig.pg_proxy.restore()
-        # Then a flapping link: short cuts land on commits in flight, whose outcome
-        # the worker cannot know (committed or not), so it writes the batch again.
-        # The cuts' own rhythm is a matter of time, not of anything to wait for.
+        # Then a flapping link: each cut lands right after the worker has sent a
+        # journal batch (its outbox rows name the events exchange), a commit in flight
+        # whose outcome it cannot know, and the link comes back once a reconnect has
+        # been refused.
+        proxy = rig.pg_proxy
         for _ in range(20):
-            time.sleep(0.15)
-            rig.pg_proxy.cut()
-            time.sleep(0.05)
-            rig.pg_proxy.restore()
+            proxy.next_forward(timeout=5, containing=EVENTS_EXCHANGE.encode())
+            proxy.cut()
+            proxy.next_refusal(timeout=5)
+            proxy.restore()
 
-    figures = rig.run_phase("database", "PostgreSQL down 3 s, then 20 cuts of 50 ms", cut)
+    figures = rig.run_phase("database", "PostgreSQL down 3 s, then 20 cuts on statements in flight", cut)
     assert seen["health"] is not None, "/healthz did not report the database down"
     assert_held(figures)
 

@@ -6,6 +6,7 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
+import gevent
 import pytest
 from gevent.server import StreamServer
 
@@ -53,3 +54,18 @@ def test_a_cut_ends_connections_and_refuses_new_ones_until_restored(proxy: Proxy
         again.sendall(b"two")
         assert again.recv(3) == b"two"
     assert proxy.cuts == 1 and proxy.refused >= 1
+
+
+def test_waits_end_when_a_client_sends_or_a_connection_is_refused(proxy: Proxy) -> None:
+    assert not proxy.next_forward(timeout=0.05)  # nothing sent: the wait times out
+    with dial(proxy) as sock:
+        sock.sendall(b"other")
+        assert sock.recv(5) == b"other"
+        sending = gevent.spawn(sock.sendall, b"a batch")
+        assert proxy.next_forward(timeout=5, containing=b"batch")
+        sending.join()
+        assert not proxy.next_forward(timeout=0.05, containing=b"batch")  # only new chunks count
+        proxy.cut()
+    refusing = gevent.spawn(dial, proxy)
+    assert proxy.next_refusal(timeout=5)
+    refusing.get(timeout=5).close()
