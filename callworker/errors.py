@@ -15,6 +15,7 @@ __all__ = [
     "BrokerUnavailable",
     "PublishFailed",
     "StoreUnavailable",
+    "AlreadyStored",
     "HeldElsewhere",
 ]
 
@@ -68,6 +69,10 @@ class PublishFailed(CallworkerError):
 
 class StoreUnavailable(CallworkerError):
     """The database could not be reached or refused the transaction."""
+
+
+class AlreadyStored(CallworkerError):
+    """A call or command written as new names a call id or command id the database holds already."""
 
 
 class HeldElsewhere(CallworkerError):

@@ -14,18 +14,24 @@ Marking is off every latency path, and one statement for many rows costs the
 database far less than one per confirm; the price is that a crash republishes the
 rows of the last `mark_delay` (consumers dedupe by message_id).
 
-Items reach the buffer two ways, never both at once. The fast path (`notify`)
+Items reach the buffer two ways, each row one way only. The fast path (`notify`)
 appends rows the caller has just committed, ids ascending, above `cursor` (the
 highest id taken into memory). A scan reads `fetch_pending(cursor, ...)` page by page
-and ignores notifications meanwhile (those rows are committed, so the scan finds
-them); it ends with a short page once every id notified during it is behind the
-cursor. A scan starts on every broker (re)connection from id 0 with in-flight items
+and ignores notifications above the cursor meanwhile (those rows are committed, so
+the scan finds them); it ends with a short page once every id notified during it is
+behind the cursor. A row of a second writer (`notify_any_order`) notified behind the
+cursor and not held (committed after a later id) is appended as it is: no scan from
+the cursor would find it. Should a scan have read, published and marked it before
+its notify came, it goes out again (consumers dedupe by message_id); any other row
+notified behind the cursor and not held is read again from the database.
+
+A scan starts on every broker (re)connection from id 0 with in-flight items
 forgotten, after a nack from just before the nacked id, when the buffer would
-overflow from the cursor, from the cursor on ``rescan`` (rows committed but not
-notified), and from 0 as a safety net when idle for a while. Rows
-already in flight or confirmed but not yet marked are skipped while scanning, and so
-are rows marked while the page was being read (the page may predate that), so a
-healthy run publishes each row once; failures may publish a row again (consumers
+overflow from the cursor, from 0 on ``rescan`` (rows committed but not notified),
+and from 0 as a safety net when idle for a while. Rows buffered, in flight or
+confirmed but not yet marked are skipped while scanning, and so are rows marked
+while the page was being read (the page may predate that), so a healthy run
+publishes each row once; failures may publish a row again (consumers
 dedupe by message_id) but never leave one behind.
 
 Memory: buffered items, items in flight and confirmed ids not yet marked together
@@ -102,6 +108,7 @@ class OutboxRelay:
         self._mark_delay = mark_delay
         self._mark_batch = mark_batch
         self._buffer: deque[OutboxItem] = deque()
+        self._queued: set[int] = set()  # the ids in the buffer
         self._inflight: dict[int, OutboxItem] = {}
         self._done: deque[tuple[int | None, int, bool]] = deque()  # generation, id, confirmed
         self._unmarked: set[int] = set()  # confirmed, not yet marked sent
@@ -132,31 +139,47 @@ class OutboxRelay:
 
     def notify(self, items: list[OutboxItem]) -> None:
         """Rows just committed, ids ascending. Never blocks; any greenlet."""
+        self._take(items, behind_ok=False)
+
+    def notify_any_order(self, items: list[OutboxItem]) -> None:
+        """Rows just committed by a second writer: a later id may have been committed first.
+
+        Those behind the cursor are taken as they are; see the module's notes.
+        """
+        self._take(items, behind_ok=True)
+
+    def _take(self, items: list[OutboxItem], *, behind_ok: bool) -> None:
         for item in items:
-            if not self._scanning and item.id > self._cursor:
-                if self._held() < self._buffer_limit:
-                    self._buffer.append(item)
-                    self._cursor = item.id
-                    continue
-                log.debug("outbox buffer full (%d); reading from the database", self._held())
-                self._start_scan(self._cursor)
-            elif not self._scanning and item.id not in self._inflight:
-                # Committed out of id order (not by the single writer): read it back.
+            if item.id in self._queued or item.id in self._inflight or item.id in self._unmarked:
+                continue  # a scan took it first
+            if item.id > self._cursor:
+                if not self._scanning:
+                    if self._held() < self._buffer_limit:
+                        self._enqueue(item)
+                        self._cursor = item.id
+                        continue
+                    log.debug("outbox buffer full (%d); reading from the database", self._held())
+                    self._start_scan(self._cursor)
+                self._notified_max = max(self._notified_max, item.id)
+            elif behind_ok and self._held() < self._buffer_limit:
+                self._enqueue(item)  # committed after a later id: behind every scan
+            elif not self._scanning:
+                # A scan read it before this notify, and it has been marked sent since (or
+                # the buffer is full): what is left of it is in the database.
                 log.debug("outbox row %d notified behind the cursor; rescanning", item.id)
                 self._start_scan(item.id - 1)
-            if self._scanning:
-                self._notified_max = max(self._notified_max, item.id)
         self._drained.clear()
         self._wake.set()
 
     def rescan(self) -> None:
         """Read from the database committed rows that no notify brings. Any greenlet.
 
-        For a batch found stored after its commit went unanswered: its rows lie after
-        the cursor, before anything notified later.
+        For a batch found stored after its commit went unanswered. Its rows may lie
+        behind the cursor (a second writer committed later ids meanwhile), so the
+        scan starts from the first row: rows held are skipped, the rest come in id
+        order, before anything committed later.
         """
-        if not self._scanning:
-            self._start_scan(self._cursor)
+        self._start_scan(0)
         self._wake.set()
 
     def flush(self, timeout: float) -> bool:
@@ -262,8 +285,8 @@ class OutboxRelay:
                 continue
             self._cursor = row.id
             if row.id not in self._inflight and row.id not in self._unmarked and \
-                    row.id not in marked_meanwhile:
-                self._buffer.append(row)
+                    row.id not in marked_meanwhile and row.id not in self._queued:
+                self._enqueue(row)
         # A short page read after a notify holds that row; one read meanwhile may not.
         if len(rows) < room and self._notified_max <= self._cursor:
             self._scanning = False
@@ -308,7 +331,7 @@ class OutboxRelay:
         # Only this greenlet takes from the left; a rescan started while publish waited
         # for a slot may have emptied the buffer, and the scan skips what is in flight.
         if self._buffer and self._buffer[0] is item:
-            self._buffer.popleft()
+            self._queued.discard(self._buffer.popleft().id)
         self._inflight[item.id] = item
         result.rawlink(partial(self._on_result, self._generation, item.id))
         return True
@@ -354,10 +377,16 @@ class OutboxRelay:
 
     # ----- helpers ------------------------------------------------------------------
 
+    def _enqueue(self, item: OutboxItem) -> None:
+        self._buffer.append(item)
+        self._queued.add(item.id)
+
     def _start_scan(self, after_id: int) -> None:
+        """Read from ``after_id`` on; buffered rows after it are dropped (the scan reads them)."""
         self._cursor = min(self._cursor, after_id)
-        while self._buffer and self._buffer[-1].id > self._cursor:
-            self._buffer.pop()
+        if any(item.id > self._cursor for item in self._buffer):
+            self._buffer = deque(item for item in self._buffer if item.id <= self._cursor)
+            self._queued = {item.id for item in self._buffer}
         self._scanning = True
         self._drained.clear()
 

@@ -39,13 +39,14 @@ from callworker.contract import (
     utcnow,
 )
 from callworker.errors import (
+    AlreadyStored,
     BrokerUnavailable,
     FreeSwitchUnavailable,
     HeldElsewhere,
     PublishFailed,
     StoreUnavailable,
 )
-from callworker.store import CommandLookup, lookup_command
+from callworker.store import lookup_command
 
 __all__ = ["Intake", "ROUTING_KEY_HEADER"]
 
@@ -198,13 +199,14 @@ class Intake:
         to: Delivered,
     ) -> bool:
         """The attempt, once no other copy of the command is in hand; True when settled."""
-        lookup = lookup_command(
-            self._engine, command.tenant, command.command_id, self._service.call_id_to_check(command)
-        )
-        if lookup.stored is not None:
-            self._replay(command, to, lookup.stored)
-            self._bus.ack(delivery)
-            return True
+        # An originate's commit is its own lookup (written fresh: a command id or
+        # call id seen before refuses it); every other command is looked up first.
+        if not self._service.checks_on_commit(command):
+            lookup = lookup_command(self._engine, command.tenant, command.command_id, None)
+            if lookup.stored is not None:
+                self._replay(command, to, lookup.stored)
+                self._bus.ack(delivery)
+                return True
         owner = None if _from_node_queue(delivery) else self._owner_of(command)
         if owner is not None:
             self._forward(delivery, owner)
@@ -212,7 +214,9 @@ class Intake:
         if self._service.needs_freeswitch(command.type) and not self._freeswitch_ready(0):
             raise FreeSwitchUnavailable("FreeSWITCH is not connected")
         try:
-            self._execute(command, to, lookup)
+            self._execute(command, to)
+        except AlreadyStored:
+            return self._settle_taken(command, delivery, routing_key, to)
         except HeldElsewhere as moved:
             if _from_node_queue(delivery):
                 raise  # owners disagree: never bounce between nodes
@@ -233,6 +237,22 @@ class Intake:
             )
             self._refuse(delivery, routing_key, internal, dead_letter=True)
             return True
+        self._bus.ack(delivery)
+        return True
+
+    def _settle_taken(self, command: Command, delivery: Delivery, routing_key: str, to: Delivered) -> bool:
+        """A commit refused as seen before: answer as its first execution did, or refuse the call id."""
+        lookup = lookup_command(
+            self._engine, command.tenant, command.command_id, self._service.call_id_to_check(command)
+        )
+        if lookup.stored is not None:
+            self._replay(command, to, lookup.stored)
+        elif lookup.call_id_taken:
+            self._refuse(delivery, routing_key, self._service.call_id_in_use(command))
+            return True
+        else:
+            # What refused it is gone already (rolled back elsewhere): try again.
+            raise StoreUnavailable("the commit was refused for a key no longer stored")
         self._bus.ack(delivery)
         return True
 
@@ -261,7 +281,7 @@ class Intake:
         log.info("command forwarded to node %s", owner)
         self._bus.ack(delivery)
 
-    def _execute(self, command: Command, to: Delivered, lookup: CommandLookup) -> dict[str, Any]:
+    def _execute(self, command: Command, to: Delivered) -> dict[str, Any]:
         handler = self._extra.get(command.type)
         if handler is not None:
             return handler(command, to)
@@ -272,7 +292,7 @@ class Intake:
                 command_id=command.command_id,
                 command_type=command.type,
             )
-        return self._service.execute(command, to, call_id_taken=lookup.call_id_taken)
+        return self._service.execute(command, to)
 
     def _expired(self, command: Command, delivery: Delivery, received_at: datetime) -> bool:
         published = _published_at(delivery.timestamp)

@@ -19,6 +19,14 @@ whether the failed attempt committed after all (a connection cut between the
 commit and its answer): if so nothing is written again, and the relay reads that
 batch's outbox rows from the database instead of being told of them, so no event
 is published twice and none out of its call's order.
+
+New calls opened by commands (`open`) are committed beside that loop, on a
+greenlet and a connection of their own: such a call has nothing in the batch in
+flight to come after, so its caller, who waits for the reply, does not wait for
+that batch either. Their batch is written fresh (plain inserts of the call and
+the command), so the write is also the idempotency check: a call id or command
+id the database holds refuses it (`AlreadyStored`) and nothing is dialled. The
+relay takes their outbox ids even when a later id was committed first.
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ from callworker.bus.topology import EVENTS_EXCHANGE
 from callworker.calls.record import CallRecord
 from callworker.calls.states import TERMINAL, Signal, transition
 from callworker.contract import call_snapshot, encode_json, event_routing_key, make_event, utcnow
-from callworker.errors import StoreUnavailable
+from callworker.errors import AlreadyStored, StoreUnavailable
 from callworker.store import Batch, batch_stored, live_calls, write_batch
 
 __all__ = ["Journal", "Unit", "Op"]
@@ -63,12 +71,15 @@ class Unit:
     touched: dict[str, CallRecord] = field(default_factory=dict)
     # Run after the batch is committed (e.g. timers that act on what was committed).
     post_commit: list[Callable[[], None]] = field(default_factory=list)
+    # A unit of `Journal.open`: its calls join the journal's once committed.
+    opening: bool = False
 
     def call(self, call_id: str) -> CallRecord | None:
         return self.journal.calls.get(call_id)
 
     def open_call(self, record: CallRecord) -> None:
-        self.journal.calls[record.call_id] = record
+        if not self.opening:
+            self.journal.calls[record.call_id] = record
         self.touched[record.call_id] = record
 
     def save(self, record: CallRecord) -> None:
@@ -201,6 +212,12 @@ class _Pending(Generic[T]):
     result: AsyncResult | None
 
 
+@dataclass
+class _Opening:
+    unit: Unit
+    result: AsyncResult
+
+
 class Journal:
     """Runs operations one after another and commits them in batches."""
 
@@ -210,6 +227,7 @@ class Journal:
         *,
         node: str,
         notify: Callable[[list[OutboxItem]], None],
+        notify_any_order: Callable[[list[OutboxItem]], None] | None = None,
         rescan: Callable[[], None] = lambda: None,
         batch_max: int = 500,
         queue_size: int = 10000,
@@ -218,12 +236,16 @@ class Journal:
         self._engine = engine
         self.node = node
         self._notify = notify
+        # For rows of new calls, committed beside the journal's: ids out of order.
+        self._notify_any_order = notify_any_order or notify
         # Tells the relay to read committed rows that no notify will bring.
         self._rescan = rescan
         self._batch_max = batch_max
         self._linger = linger
         self._queue: Queue[_Pending[Any]] = Queue(maxsize=queue_size)
+        self._openings: Queue[_Opening] = Queue(maxsize=queue_size)
         self._greenlet: gevent.Greenlet | None = None
+        self._opener: gevent.Greenlet | None = None
         self.calls: dict[str, CallRecord] = {}
         # Called inside the batch after every call event: (unit, call, event type).
         self.observers: list[Callable[[Unit, CallRecord, str], None]] = []
@@ -243,16 +265,21 @@ class Journal:
 
     def start(self) -> None:
         self._greenlet = gevent.spawn(self._run)
+        self._opener = gevent.spawn(self._run_openings)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish what was submitted, then stop."""
-        if self._greenlet is None:
+        if self._greenlet is None or self._opener is None:
             return
+        deadline = time.monotonic() + timeout
+        opened = AsyncResult()
+        self._openings.put(_Opening(Unit(self, utcnow(), opening=True), opened))
+        opened.wait(timeout)
         done = AsyncResult()
         self._queue.put(_Pending(lambda unit: None, done))
-        done.wait(timeout)
-        self._greenlet.kill(timeout=1)
-        self._greenlet = None
+        done.wait(max(0.0, deadline - time.monotonic()))
+        gevent.killall([self._greenlet, self._opener], timeout=1)
+        self._greenlet = self._opener = None
 
     # --------------------------------------------------------------- submit
 
@@ -268,6 +295,20 @@ class Journal:
         result: AsyncResult = AsyncResult()
         self._queue.put(_Pending(op, result))
         return result.get(timeout=timeout)  # type: ignore[no-any-return]
+
+    def open(self, op: Callable[[Unit], T], timeout: float | None = None) -> T:
+        """Run ``op``, which opens new calls with their commands, and return once committed.
+
+        ``op`` runs here, in the caller's greenlet; its calls become the journal's
+        when committed. Raises AlreadyStored when one of its call ids or command
+        ids is stored already (nothing of it is then stored).
+        """
+        unit = Unit(self, utcnow(), opening=True)
+        value = op(unit)
+        result: AsyncResult = AsyncResult()
+        self._openings.put(_Opening(unit, result))
+        result.get(timeout=timeout)
+        return value
 
     # ----------------------------------------------------------------- loop
 
@@ -331,20 +372,68 @@ class Journal:
             if item.result is not None:
                 item.result.set(value) if ok else item.result.set_exception(value)
 
+    def _run_openings(self) -> None:
+        while True:
+            group = [self._openings.get()]
+            while len(group) < self._batch_max:
+                try:
+                    group.append(self._openings.get_nowait())
+                except Empty:
+                    break
+            try:
+                self._commit_openings(group)
+            except Exception as exc:  # never let the opener die
+                log.exception("opening new calls failed")
+                for opening in group:
+                    if not opening.result.ready():
+                        opening.result.set_exception(exc)
+
+    def _commit_openings(self, group: list[_Opening]) -> None:
+        """Write the group's units as one fresh batch; alone each, if one is refused."""
+        batch = Batch()
+        for opening in group:
+            unit = opening.unit
+            unit.batch.calls = [record.row(unit.now) for record in unit.touched.values()]
+            for name in ("calls", "commands", "events", "cdrs", "outbox", "orders"):
+                getattr(batch, name).extend(getattr(unit.batch, name))
+        try:
+            ids = self._write(batch, fresh=True) if not batch.is_empty() else []
+        except (IntegrityError, DataError, StatementError) as exc:
+            if len(group) > 1:
+                for opening in group:
+                    self._commit_openings([opening])
+                return
+            refused = isinstance(exc, IntegrityError)
+            if not refused:
+                log.exception("new calls refused by the database")
+            group[0].result.set_exception(
+                AlreadyStored("a call id or command id of the batch is stored already")
+                if refused
+                else StoreUnavailable("the database refused the batch")
+            )
+            return
+        for opening in group:
+            for call_id, record in opening.unit.touched.items():
+                if record.status not in TERMINAL:
+                    self.calls[call_id] = record
+        self._publish(batch, ids, self._notify_any_order)
+        for opening in group:
+            self._after_commit(opening.unit, [])
+            opening.result.set(None)
+
     def _commit(self, unit: Unit) -> list[int]:
         unit.batch.calls = [record.row(unit.now) for record in unit.touched.values()]
         if unit.batch.is_empty():
             return []
+        return self._write(unit.batch)
+
+    def _write(self, batch: Batch, *, fresh: bool = False) -> list[int]:
+        """Write ``batch`` durably, retrying while the database is away; its outbox ids."""
         delay = 0.05
         unanswered = False  # an attempt failed, perhaps after its commit
         while True:
             try:
-                if unanswered and batch_stored(self._engine, unit.batch):
-                    log.warning("a batch whose commit went unanswered was stored; not writing it again")
-                    self._rescan()
-                    ids = []
-                else:
-                    ids = write_batch(self._engine, unit.batch)
+                ids = self._attempt(batch, fresh=fresh, unanswered=unanswered)
                 self.healthy = True
                 self.batches += 1
                 return ids
@@ -356,6 +445,22 @@ class Journal:
                 gevent.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 5.0)
 
+    def _attempt(self, batch: Batch, *, fresh: bool, unanswered: bool) -> list[int]:
+        if unanswered and batch_stored(self._engine, batch):
+            return self._stored_unanswered()
+        try:
+            return write_batch(self._engine, batch, fresh=fresh)
+        except IntegrityError:
+            # Written again after a lost answer, a fresh batch collides with its own rows.
+            if unanswered and batch_stored(self._engine, batch):
+                return self._stored_unanswered()
+            raise
+
+    def _stored_unanswered(self) -> list[int]:
+        log.warning("a batch whose commit went unanswered was stored; not writing it again")
+        self._rescan()
+        return []
+
     def _after_commit(self, unit: Unit, ids: list[int]) -> None:
         for action in unit.post_commit:
             try:
@@ -365,6 +470,11 @@ class Journal:
         for call_id, record in unit.touched.items():
             if record.status in TERMINAL:
                 self.calls.pop(call_id, None)
+        self._publish(unit.batch, ids, self._notify)
+
+    @staticmethod
+    def _publish(batch: Batch, ids: list[int], notify: Callable[[list[OutboxItem]], None]) -> None:
+        """Tell the relay of the batch's committed outbox rows."""
         if ids:
             items = [
                 OutboxItem(
@@ -376,9 +486,9 @@ class Journal:
                     correlation_id=row["correlation_id"],
                     headers=row["headers"],
                 )
-                for row_id, row in zip(ids, unit.batch.outbox, strict=True)
+                for row_id, row in zip(ids, batch.outbox, strict=True)
             ]
-            self._notify(items)
+            notify(items)
 
     def _forget(self, unit: Unit) -> None:
         for call_id in unit.touched:

@@ -19,7 +19,6 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from callworker import store
 from callworker.calls.journal import Journal, Unit
 from callworker.calls.record import CallRecord
 from callworker.calls.states import ANSWERED_STATUSES, TERMINAL, Signal, Status
@@ -40,7 +39,7 @@ from callworker.contract import (
     reply_ok,
     utcnow,
 )
-from callworker.errors import FreeSwitchError, FreeSwitchNotSent, FreeSwitchUnavailable
+from callworker.errors import AlreadyStored, FreeSwitchError, FreeSwitchNotSent, FreeSwitchUnavailable
 from callworker.esl import builders
 from callworker.esl.port import FreeSwitchPort
 from callworker.store import get_call, list_calls, list_cdrs
@@ -111,16 +110,25 @@ class CallService:
         """The client-chosen call id an originate asks for, to look up with the command."""
         return command.call_id if isinstance(command, OriginateCommand) else None
 
-    def execute(self, command: Command, to: Delivered, *, call_id_taken: bool | None = None) -> dict[str, Any]:
-        """Run the command; ``call_id_taken`` is what a lookup of `call_id_to_check` said."""
+    def checks_on_commit(self, command: Command) -> bool:
+        """Whether the command's own commit refuses a command id (or call id) seen before.
+
+        An originate's is written fresh (`Journal.open`): no lookup is needed before
+        it, and AlreadyStored says to look up why.
+        """
+        return isinstance(command, OriginateCommand)
+
+    def execute(self, command: Command, to: Delivered) -> dict[str, Any]:
+        """Run the command; AlreadyStored from an originate: its command or call id is taken."""
         try:
-            if isinstance(command, OriginateCommand):
-                return self.originate(command, to, call_id_taken=call_id_taken)
             return self._handlers[command.type](command, to)
         except ContractError as error:
             if error.dead_letter:
                 raise
             return self.finish(command, to, reply_error(error), call_id=getattr(command, "call_id", None))
+
+    def call_id_in_use(self, command: Command) -> ContractError:
+        return self._error(command, ErrorCode.VALIDATION_ERROR, "call_id is already in use", field="call_id")
 
     # ------------------------------------------------------------ helpers
 
@@ -178,20 +186,15 @@ class CallService:
 
     # ------------------------------------------------------------ commands
 
-    def originate(
-        self, command: OriginateCommand, to: Delivered, *, call_id_taken: bool | None = None
-    ) -> dict[str, Any]:
+    def originate(self, command: OriginateCommand, to: Delivered) -> dict[str, Any]:
         call_id = command.call_id or str(uuid.uuid4())
         gateway = command.gateway or self._default_gateway
         if gateway not in self._gateways:
             raise self._error(command, ErrorCode.VALIDATION_ERROR, "unknown gateway", field="gateway")
-        # A call_id we generated (uuid4) cannot be in use; only the client's is looked up,
-        # unless the intake already did with the command record.
-        client_chosen = command.call_id is not None
-        if client_chosen and call_id_taken is None:
-            call_id_taken = store.call_id_taken(self._engine, call_id)
-        if self._journal.knows(call_id) or (client_chosen and call_id_taken):
-            raise self._error(command, ErrorCode.VALIDATION_ERROR, "call_id is already in use", field="call_id")
+        if self._journal.knows(call_id):
+            # This command again, or another asking for the same call id: the intake
+            # reads which, as for a refused commit.
+            raise AlreadyStored("the call id is held already")
         dial = builders.originate(
             call_id=call_id,
             destination_number=command.destination_number,
@@ -210,7 +213,8 @@ class CallService:
             # The reply is committed with the call and published at once: "initiated"
             # means accepted and recorded, whatever the dial does next, and a redelivered
             # command finds it and dials nothing, so it need not wait for FreeSWITCH.
-            self._journal.run(self._open_call_op(command, to, call_id, reply))
+            # Refused (AlreadyStored) if the command or the call id is stored already.
+            self._journal.open(self._open_call_op(command, to, call_id, reply))
             self._dial(call_id, dial)
         finally:
             self.dialling.discard(call_id)
@@ -255,7 +259,7 @@ class CallService:
 
         def op(unit: Unit) -> None:
             if unit.call(call_id) is not None:
-                raise self._error(command, ErrorCode.VALIDATION_ERROR, "call_id is already in use", field="call_id")
+                raise AlreadyStored("the call id is held already")
             unit.open_call(record)
             unit.save_command(
                 tenant=command.tenant,

@@ -14,6 +14,11 @@ as they were, another event with a taken (call_id, seq) fails the whole batch.
 One difference follows from the single statement: PostgreSQL refuses to upsert
 one key twice in it, so rows of one call or command are folded first, later
 values over earlier ones.
+
+A batch that only opens new calls and commands is written ``fresh``: their rows
+are plain inserts, so a call id or command id the database holds already (or
+that another transaction is inserting at the same moment) refuses the whole
+statement with a unique violation, and nothing of it is stored.
 """
 
 from __future__ import annotations
@@ -79,7 +84,7 @@ class _TableWrite:
     only the columns the rows name, and updated_at.
     """
 
-    def __init__(self, table: Table, given: Sequence[str], *, upsert: bool) -> None:
+    def __init__(self, table: Table, given: Sequence[str], *, upsert: bool, refuse_taken: bool = False) -> None:
         self.table = table
         self.given = tuple(given)
         self.defaulted = tuple(
@@ -92,6 +97,8 @@ class _TableWrite:
         if "updated_at" in self.defaulted:
             updated.append("updated_at")  # its default holds "now"
         self._updated = tuple(updated) if upsert else ()
+        # No ON CONFLICT at all: a taken key fails the statement.
+        self._refuse_taken = refuse_taken
 
     def source(self, prefix: str, *, ordinality: bool = False) -> str:
         """``unnest(...)`` over this table's parameter arrays."""
@@ -108,6 +115,8 @@ class _TableWrite:
         names = ", ".join(self.columns)
         # Identifiers come from the models only; every value travels as a parameter.
         sql = f"INSERT INTO {self.table.name} ({names}) SELECT {names} FROM {self.source(prefix)}"  # noqa: S608
+        if self._refuse_taken:
+            return sql
         conflict = ", ".join(self.key)
         if self._updated:
             assignments = ", ".join(f"{name} = excluded.{name}" for name in self._updated)
@@ -155,8 +164,8 @@ def _folded(rows: Sequence[dict[str, Any]], key: tuple[str, ...]) -> list[dict[s
 
 
 @functools.lru_cache(maxsize=32)
-def _write(table: Table, columns: tuple[str, ...], upsert: bool) -> _TableWrite:
-    return _TableWrite(table, columns, upsert=upsert)
+def _write(table: Table, columns: tuple[str, ...], upsert: bool, refuse_taken: bool = False) -> _TableWrite:
+    return _TableWrite(table, columns, upsert=upsert, refuse_taken=refuse_taken)
 
 
 def _columns(table: Table, rows: Sequence[dict[str, Any]]) -> tuple[str, ...]:
@@ -180,18 +189,26 @@ _PLAN = (
     ("events", EVENTS, False),
     ("cdrs", CDRS, False),
 )
-# The shape of a batch: each present table's name and columns, then the outbox's columns.
-_Shape = tuple[tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...]]
+# Upserted tables whose keys a fresh batch must not find taken.
+_FRESH_KEYS = frozenset({"calls", "commands"})
+# The shape of a batch: each present table's name and columns, the outbox's columns, fresh.
+_Shape = tuple[tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...], bool]
+
+
+def _table_write(name: str, table: Table, columns: tuple[str, ...], upsert: bool, fresh: bool) -> _TableWrite:
+    if fresh and name in _FRESH_KEYS:
+        return _write(table, columns, False, True)
+    return _write(table, columns, upsert)
 
 
 @functools.lru_cache(maxsize=64)
 def _statement(shape: _Shape) -> str:
-    tables, outbox_columns = shape
+    tables, outbox_columns, fresh = shape
     upserts = {name: (table, upsert) for name, table, upsert in _PLAN}
     ctes = []
     for name, columns in tables:
         table, upsert = upserts[name]
-        ctes.append(f"{name}_ AS ({_write(table, columns, upsert).insert(name)})")
+        ctes.append(f"{name}_ AS ({_table_write(name, table, columns, upsert, fresh).insert(name)})")
     if outbox_columns:
         write = _write(OUTBOX, outbox_columns, False)
         names = ", ".join(write.columns)
@@ -206,40 +223,44 @@ def _statement(shape: _Shape) -> str:
     return (f"WITH {', '.join(ctes)} " if ctes else "") + main
 
 
-def write_rows(conn: Connection, tables: dict[str, list[dict[str, Any]]]) -> list[int]:
+def write_rows(conn: Connection, tables: dict[str, list[dict[str, Any]]], *, fresh: bool = False) -> list[int]:
     """Write calls, commands, events, CDRs and outbox rows in one statement.
 
     ``tables`` maps "calls", "commands", "events", "cdrs", "outbox" to their rows
     (empty lists are skipped), the rows of each table naming the same columns
-    (see `uniform`); returns the new outbox ids in the order given.
+    (see `uniform`); returns the new outbox ids in the order given. ``fresh``:
+    the calls and commands are new, and one already stored raises IntegrityError.
     """
     try:
-        present, params = _parameters(conn.dialect, tables)
+        present, params = _parameters(conn.dialect, tables, fresh)
     except (ValueError, TypeError) as exc:
         # What SQLAlchemy raises when a bind processor refuses a value.
         raise StatementError(str(exc), None, None, exc) from exc
     outbox_columns = _columns(OUTBOX, tables["outbox"]) if tables.get("outbox") else ()
-    sql = _statement((tuple(present), outbox_columns))
+    sql = _statement((tuple(present), outbox_columns, fresh))
     ids = [int(row[0]) for row in conn.exec_driver_sql(sql, params)]
     ids.sort()
     return ids
 
 
 def _parameters(
-    dialect: Dialect, tables: dict[str, list[dict[str, Any]]]
+    dialect: Dialect, tables: dict[str, list[dict[str, Any]]], fresh: bool
 ) -> tuple[list[tuple[str, tuple[str, ...]]], dict[str, Any]]:
-    """The present tables with their columns, and every parameter array."""
+    """The present tables with their columns, and every parameter array.
+
+    Fresh rows are not folded: two rows of one key must refuse the batch.
+    """
     present: list[tuple[str, tuple[str, ...]]] = []
     params: dict[str, Any] = {}
     for name, table, upsert in _PLAN:
         rows = tables.get(name) or []
         if not rows:
             continue
-        if upsert:
+        if upsert and not (fresh and name in _FRESH_KEYS):
             rows = _folded(rows, tuple(col.name for col in table.primary_key.columns))
         columns = _columns(table, rows)
         present.append((name, columns))
-        params.update(_write(table, columns, upsert).params(name, rows, dialect))
+        params.update(_table_write(name, table, columns, upsert, fresh).params(name, rows, dialect))
     outbox = tables.get("outbox") or []
     if outbox:
         params.update(_write(OUTBOX, _columns(OUTBOX, outbox), False).params("outbox", outbox, dialect))

@@ -138,8 +138,14 @@ def _bulk_tables(batch: Batch) -> dict[str, list[dict[str, Any]]] | None:
     return tables if all(bulk.uniform(rows) for rows in tables.values()) else None
 
 
+def _insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Plain inserts: a key already stored raises IntegrityError."""
+    for _keys, run in _runs(rows):
+        conn.execute(insert(table), run)
+
+
 @guarded
-def write_batch(engine: Engine, batch: Batch) -> list[int]:
+def write_batch(engine: Engine, batch: Batch, *, fresh: bool = False) -> list[int]:
     """Write `batch` in one transaction; return the new outbox ids in the order given.
 
     Calls are upserted by call_id, flash-call orders by order_id (several rows of
@@ -149,6 +155,11 @@ def write_batch(engine: Engine, batch: Batch) -> list[int]:
     call_id is left as it was. So the same batch written again, after a commit
     whose outcome the connection lost, stores nothing twice but its outbox rows:
     ask ``batch_stored`` before writing a batch again.
+
+    ``fresh``: the batch opens new calls and commands only. They are inserted, not
+    upserted, so one whose call_id or (tenant, command_id) is stored already, or
+    being stored by another transaction, refuses the whole batch with
+    IntegrityError: the write itself is the idempotency check.
     """
     if batch.is_empty():
         return []
@@ -156,17 +167,18 @@ def write_batch(engine: Engine, batch: Batch) -> list[int]:
     if tables is not None:
         if not batch.orders:
             with autocommit(engine).connect() as conn:
-                return bulk.write_rows(conn, tables)
+                return bulk.write_rows(conn, tables, fresh=fresh)
         with engine.begin() as conn:
             _upsert_rows(conn, FLASHCALL_ORDERS, _merged_orders(batch.orders))
-            return bulk.write_rows(conn, tables)
+            return bulk.write_rows(conn, tables, fresh=fresh)
+    keyed = _insert_rows if fresh else _upsert_rows
     with engine.begin() as conn:
         if batch.calls:
-            _upsert_rows(conn, CALLS, batch.calls)
+            keyed(conn, CALLS, batch.calls)
         if batch.orders:
             _upsert_rows(conn, FLASHCALL_ORDERS, _merged_orders(batch.orders))
         if batch.commands:
-            _upsert_rows(conn, COMMANDS, batch.commands)
+            keyed(conn, COMMANDS, batch.commands)
         if batch.events:
             stmt = _insert_ignore(conn.dialect.name, EVENTS)
             for _keys, run in _runs(batch.events):
@@ -183,24 +195,31 @@ def batch_stored(engine: Engine, batch: Batch) -> bool:
     """Whether an earlier write of ``batch``, whose commit went unanswered, committed.
 
     Asked only of a batch with outbox rows: the rest of a batch can be written
-    again without storing anything twice, its outbox rows cannot. They share one
-    ``node`` and ``created_at`` (the batch's time); its events stay stored after
-    their rows are published and deleted, so either tells.
+    again without storing anything twice, its outbox rows cannot. Its first event
+    tells (event ids are unique, and events stay stored after their rows are
+    published and deleted); a batch without events is told by its first outbox
+    row's ``node``, ``created_at`` (the batch's time, to the microsecond) and
+    routing key.
     """
     if not batch.outbox:
         return False
     first = batch.outbox[0]
-    probes = []
-    if first.get("created_at") is not None:
-        probes.append(
+    if batch.events:
+        probe = select(EVENTS.c.event_id).where(EVENTS.c.event_id == batch.events[0]["event_id"])
+    elif first.get("created_at") is not None:
+        probe = (
             select(OUTBOX.c.id)
-            .where(OUTBOX.c.node == first["node"], OUTBOX.c.created_at == first["created_at"])
+            .where(
+                OUTBOX.c.node == first["node"],
+                OUTBOX.c.created_at == first["created_at"],
+                OUTBOX.c.routing_key == first["routing_key"],
+            )
             .limit(1)
         )
-    if batch.events:
-        probes.append(select(EVENTS.c.event_id).where(EVENTS.c.event_id == batch.events[0]["event_id"]))
+    else:
+        return False
     with autocommit(engine).connect() as conn:
-        return any(conn.execute(probe).first() is not None for probe in probes)
+        return conn.execute(probe).first() is not None
 
 
 @guarded

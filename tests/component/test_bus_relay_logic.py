@@ -412,3 +412,20 @@ def test_rows_committed_without_a_notify_are_read_back_in_order_on_rescan(
     assert relay.flush(5)
     assert broker.published == list(range(1, 9))
     assert outbox.rows == {}
+
+
+def test_a_row_committed_after_a_later_id_is_published_once_without_reading_the_outbox(
+        relays: list[OutboxRelay]) -> None:
+    broker, outbox = ScriptedBroker(), Outbox()
+    relay = start(relays, broker, outbox, safety_interval=60.0)
+    assert relay.flush(5)  # the first scan is over
+    reads: list[int] = []
+    outbox.on_page_read = lambda: reads.append(1)
+    early, late = outbox.commit(1), outbox.commit(2)  # ids 1 and 2-3: the later commit lands first
+    relay.notify(late)
+    assert broker.wait_published(2)
+    relay.notify_any_order(early)  # behind the cursor (3): no scan from it would find row 1
+    relay.notify_any_order(early)  # told twice: still once
+    assert relay.flush(5)
+    assert broker.published == [2, 3, 1]
+    assert reads == [] and outbox.rows == {}

@@ -1,10 +1,12 @@
-"""How the journal groups operations into commits, and writes a batch again after a cut (SQLite)."""
+"""How the journal groups operations into commits, writes a batch again after a cut, and opens new calls (SQLite)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import gevent
 import gevent.event
 import pytest
 from pytest_mock import MockerFixture
@@ -12,8 +14,11 @@ from sqlalchemy import Engine
 
 from callworker.bus.relay import OutboxItem
 from callworker.calls.journal import Journal, Unit
-from callworker.errors import StoreUnavailable
-from callworker.store import Batch, make_engine, migrate, pending_outbox, write_batch
+from callworker.calls.record import CallRecord
+from callworker.calls.states import Status
+from callworker.contract import utcnow
+from callworker.errors import AlreadyStored, StoreUnavailable
+from callworker.store import Batch, batch_stored, get_call, make_engine, migrate, pending_outbox, write_batch
 
 
 class Notified:
@@ -79,11 +84,11 @@ def cut_connection(mocker: MockerFixture, *, after_commit: bool) -> list[Batch]:
     """The journal's next write fails once, before or after its commit, as a cut would."""
     attempts: list[Batch] = []
 
-    def write(engine: Engine, batch: Batch) -> list[int]:
+    def write(engine: Engine, batch: Batch, *, fresh: bool = False) -> list[int]:
         attempts.append(batch)
         if len(attempts) == 1 and not after_commit:
             raise StoreUnavailable("connection refused")
-        ids = write_batch(engine, batch)
+        ids = write_batch(engine, batch, fresh=fresh)
         if len(attempts) == 1:
             raise StoreUnavailable("server closed the connection unexpectedly")
         return ids
@@ -124,3 +129,66 @@ def test_a_batch_cut_off_from_its_answer_is_stored_once(
     assert len(attempts) == writes
     assert rescans.count == rescans_wanted and notified.batches == notified_wanted
     assert [row["routing_key"] for row in pending_outbox(engine, "fs1", 0, 10)] == ["reply"]
+
+
+def opening(command_id: str, call_id: str | None = None) -> Callable[[Unit], str]:
+    """An originate's operation: a new call, its command record, call.initiated and the reply."""
+    record = CallRecord(call_id=call_id or str(uuid.uuid4()), tenant="acme", node="fs1",
+                        direction="outbound", status=Status.INITIATED, initiated_at=utcnow())
+
+    def op(unit: Unit) -> str:
+        unit.open_call(record)
+        unit.save_command(tenant="acme", command_id=command_id, command_type="originate", status="done",
+                          reply={"ok": True}, call_id=record.call_id)
+        unit.emit(record, "call.initiated", unit.now, {"status": "initiated"})
+        unit.reply("amq.gen-caller", command_id, {"ok": True})
+        return record.call_id
+    return op
+
+
+def test_a_new_call_is_committed_while_the_journals_batch_still_lingers(
+        lingering: tuple[Journal, Notified]) -> None:
+    journal, notified = lingering
+    journal.submit(publishing("event.1"))  # waits up to a minute for company
+    call_id = journal.open(opening(str(uuid.uuid4())), timeout=10)
+    assert notified.batches == [[f"acme.call.initiated.{call_id}", "amq.gen-caller"]]
+    assert journal.knows(call_id)
+    assert journal.batches == 1  # the opening's own; the events' batch is still open
+
+
+def test_an_opening_refused_as_seen_before_leaves_the_rest_of_its_group_committed(
+        plain: tuple[Journal, Notified, Rescans, Engine]) -> None:
+    journal, notified, _rescans, engine = plain
+    seen = str(uuid.uuid4())
+    journal.open(opening(seen), timeout=10)
+    notified.batches.clear()
+    # Queued together, before the journal's opener runs: one group, one statement first.
+    openings = [gevent.spawn(journal.open, opening(command_id), timeout=10)
+                for command_id in (str(uuid.uuid4()), seen, str(uuid.uuid4()))]
+    gevent.joinall(openings, timeout=10)
+    first, again, last = openings
+    assert isinstance(again.exception, AlreadyStored)
+    opened = [first.value, last.value]
+    assert all(journal.knows(call_id) and get_call(engine, "acme", call_id) for call_id in opened)
+    refused_call = [key for key in journal.calls if key not in opened]
+    assert len(refused_call) == 1  # only the first opening of `seen`
+    assert sorted(len(batch) for batch in notified.batches) == [2, 2]
+
+
+def test_an_opening_written_again_after_a_lost_answer_is_not_refused_by_its_own_rows(
+        plain: tuple[Journal, Notified, Rescans, Engine], mocker: MockerFixture) -> None:
+    journal, notified, rescans, engine = plain
+    attempts = cut_connection(mocker, after_commit=True)
+    # The first look does not see the commit yet (it was still landing); the refusal proves it.
+    looks: list[Batch] = []
+
+    def stored(engine: Engine, batch: Batch) -> bool:
+        looks.append(batch)
+        return len(looks) > 1 and batch_stored(engine, batch)
+
+    mocker.patch("callworker.calls.journal.batch_stored", side_effect=stored)
+    call_id = journal.open(opening(str(uuid.uuid4())), timeout=10)
+    assert (len(attempts), len(looks)) == (2, 2)
+    assert rescans.count == 1 and notified.batches == []
+    assert journal.knows(call_id) and get_call(engine, "acme", call_id) is not None
+    assert len(pending_outbox(engine, "fs1", 0, 10)) == 2

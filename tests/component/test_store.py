@@ -301,28 +301,70 @@ class StoreContract:
         delete_outbox(engine, [])
         assert [row["id"] for row in pending_outbox(engine, "n1", 0, 1000)] == ids[100:]
 
-    def test_a_batch_is_known_as_stored_by_its_outbox_rows_then_by_its_events(
+    def test_a_batch_is_known_as_stored_by_its_first_event_even_once_published(
         self, engine: Engine
     ) -> None:
         call_id = new_id()
-        at = T0 + timedelta(microseconds=1)
         batch = Batch(
             calls=[call_row(call_id)], events=[event_row(call_id, 1)],
-            outbox=[{**outbox_row(1), "created_at": at}],
+            outbox=[{**outbox_row(1), "created_at": T0}],
         )
         assert not batch_stored(engine, batch)
         ids = write_batch(engine, batch)
         assert batch_stored(engine, batch)
         delete_outbox(engine, ids)  # published and confirmed: the events remain
         assert batch_stored(engine, batch)
-        later = Batch(
-            events=[event_row(call_id, 2)],
-            outbox=[{**outbox_row(2), "created_at": at + timedelta(microseconds=1)}],
-        )
-        # The same instant on another node's row says nothing of this node's batch.
+        # Another batch of the same instant is not taken for this one.
+        same_instant = Batch(events=[event_row(call_id, 2)], outbox=[{**outbox_row(1), "created_at": T0}])
+        assert not batch_stored(engine, same_instant)
+
+    def test_a_batch_without_events_is_known_by_its_outbox_row(self, engine: Engine) -> None:
+        at = T0 + timedelta(microseconds=1)
+        replies = Batch(outbox=[{**outbox_row(1), "created_at": at}])
+        assert not batch_stored(engine, replies)
+        write_batch(engine, replies)
+        assert batch_stored(engine, replies)
+        # The same instant on another node, or for another queue, says nothing of it.
         write_batch(engine, Batch(outbox=[{**outbox_row(3), "node": "n2", "created_at": T0}]))
-        assert not batch_stored(engine, Batch(outbox=[{**outbox_row(4), "created_at": T0}]))
-        assert not batch_stored(engine, later)
+        assert not batch_stored(engine, Batch(outbox=[{**outbox_row(3), "created_at": T0}]))
+        assert not batch_stored(engine, Batch(outbox=[{**outbox_row(2), "created_at": at}]))
+
+    def test_a_fresh_batch_is_refused_whole_when_its_call_or_command_is_stored(
+        self, engine: Engine
+    ) -> None:
+        command_id, call_id = new_id(), new_id()
+        write_batch(engine, Batch(calls=[call_row(call_id)], commands=[command_row(command_id)]))
+
+        def opening(command: str, call: str) -> Batch:
+            return Batch(
+                calls=[call_row(call)], commands=[command_row(command, call_id=call)],
+                events=[event_row(call, 1)], outbox=[outbox_row(1)],
+            )
+
+        again = opening(command_id, new_id())  # a redelivered command, a new call id
+        with pytest.raises(IntegrityError):
+            write_batch(engine, again, fresh=True)
+        taken = opening(new_id(), call_id)  # a new command asking for a call id in use
+        with pytest.raises(IntegrityError):
+            write_batch(engine, taken, fresh=True)
+        twice = opening(new_id(), new_id())
+        twice.commands.append(command_row(twice.commands[0]["command_id"]))
+        with pytest.raises(IntegrityError):
+            write_batch(engine, twice, fresh=True)
+        # Nothing of a refused batch is stored: no call, no event, no outbox row.
+        for refused in (again, taken, twice):
+            assert call_events(engine, refused.calls[0]["call_id"]) == []
+        assert get_call(engine, "acme", again.calls[0]["call_id"]) is None
+        assert get_call(engine, "acme", twice.calls[0]["call_id"]) is None
+        assert pending_outbox(engine, "n1", 0, 10) == []
+        assert get_command(engine, "acme", command_id) is not None
+        assert get_command(engine, "acme", taken.commands[0]["command_id"]) is None
+
+        first, second = opening(new_id(), new_id()), opening(new_id(), new_id())
+        both = Batch(**{name: getattr(first, name) + getattr(second, name)
+                        for name in ("calls", "commands", "events", "outbox")})
+        assert len(write_batch(engine, both, fresh=True)) == 2
+        assert all(get_call(engine, "acme", b.calls[0]["call_id"]) is not None for b in (first, second))
 
     def test_a_batch_without_outbox_rows_is_never_reported_stored(self, engine: Engine) -> None:
         # Everything else in a batch can be written again without storing anything twice.

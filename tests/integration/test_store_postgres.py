@@ -14,7 +14,7 @@ import gevent
 import psycopg
 import pytest
 from sqlalchemy import Engine, make_url, text
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from callworker.errors import StoreUnavailable
 from callworker.store import (
@@ -28,7 +28,7 @@ from callworker.store import (
     write_batch,
 )
 from callworker.store.models import metadata
-from tests.component.test_store import StoreContract, call_row, schema_diff
+from tests.component.test_store import StoreContract, call_row, command_row, schema_diff
 
 pytestmark = pytest.mark.integration
 
@@ -139,6 +139,46 @@ def test_concurrent_batches_on_postgresql_all_land(shared_engine: Engine) -> Non
     _, total = list_calls(shared_engine, "acme", from_=None, to=None, status=None, limit=1,
                           offset=0)
     assert total == 400
+
+
+def test_of_two_nodes_opening_the_same_command_at_once_one_is_refused(
+    shared_engine: Engine, pg_url: str
+) -> None:
+    """A fresh write waits for another transaction inserting the same command, then is refused."""
+    with shared_engine.begin() as conn:
+        conn.execute(text("TRUNCATE calls, commands, call_events, outbox RESTART IDENTITY"))
+    command_id = str(uuid.uuid4())
+    database = shared_engine.url.render_as_string(hide_password=False)
+    with psycopg.connect(_admin_url(database)) as other_node:
+        other_node.execute(
+            "INSERT INTO commands (tenant, command_id, type, status, created_at, updated_at) "
+            "VALUES ('acme', %s, 'originate', 'done', now(), now())",
+            (command_id,),
+        )  # not committed yet: that node is still writing its opening
+        call_id = str(uuid.uuid4())
+        batch = Batch(calls=[call_row(call_id)], commands=[command_row(command_id, call_id=call_id)])
+        writer = gevent.spawn(write_batch, shared_engine, batch, fresh=True)
+        assert _wait_for_lock_waiter(database), "the fresh write did not wait for the other node's insert"
+        assert not writer.ready()
+        other_node.commit()
+    writer.join(timeout=10)
+    assert isinstance(writer.exception, IntegrityError)
+    assert get_call(shared_engine, "acme", call_id) is None
+
+
+def _wait_for_lock_waiter(url: str, timeout: float = 10.0) -> bool:
+    """True once a backend of this database waits for a lock (polled: PostgreSQL sends no event)."""
+    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
+        with gevent.Timeout(timeout, False):
+            while True:
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                ).fetchone()
+                if row and row[0]:
+                    return True
+                gevent.sleep(0.01)
+    return False
 
 
 def test_migrating_never_logs_the_password(
