@@ -56,6 +56,7 @@ import gevent.event
 
 from callworker.bus.client import AmqpClient, Backoff
 from callworker.errors import BrokerUnavailable
+from callworker.turns import let_the_hub_poll
 
 __all__ = ["OutboxItem", "OutboxRelay"]
 
@@ -75,18 +76,6 @@ class OutboxItem:
     message_id: str | None
     correlation_id: str | None
     headers: dict[str, Any] | None
-
-
-def _let_the_hub_poll() -> None:
-    """Return once the hub has polled its sockets.
-
-    gevent.sleep(0) only runs greenlets that are runnable already and may return
-    before the loop polls anything; an expired timer is served after the poll, in
-    which pika writes out the frames queued so far and other sockets are read.
-    """
-    hub = gevent.get_hub()
-    with hub.loop.timer(0) as timer:
-        hub.wait(timer)
 
 
 class OutboxRelay:
@@ -238,7 +227,7 @@ class OutboxRelay:
         if self._is_drained():
             self._drained.set()
         if self._can_proceed():
-            _let_the_hub_poll()
+            let_the_hub_poll()
             return
         self._wake.wait(self._idle_timeout())
         if not self._scanning and not self._buffer and \
@@ -316,7 +305,7 @@ class OutboxRelay:
                 return  # woken again when a connection is ready
             published += 1
             if published % _PUBLISHES_PER_YIELD == 0:
-                _let_the_hub_poll()
+                let_the_hub_poll()
 
     def _publish_first(self) -> bool:
         """Publish the first buffered item; False when the broker is unavailable."""

@@ -52,12 +52,15 @@ from callworker.calls.states import TERMINAL, Signal, transition
 from callworker.contract import call_snapshot, encode_json, event_routing_key, make_event, utcnow
 from callworker.errors import AlreadyStored, StoreUnavailable
 from callworker.store import Batch, batch_stored, live_calls, write_batch
+from callworker.turns import Turns
 
 __all__ = ["Journal", "Unit", "Op"]
 
 log = logging.getLogger("callworker.journal")
 # A batch this large is written at once: lingering would not make it much cheaper.
 _LINGER_BELOW = 64
+# Running a batch's operations lets the hub in after this long (see callworker.turns).
+_SLICE_S = 0.0005
 T = TypeVar("T")
 
 
@@ -253,6 +256,7 @@ class Journal:
         self.reloaders: list[Callable[[], None]] = []
         self.healthy = True
         self.batches = 0
+        self.turns = Turns(_SLICE_S)
 
     # ------------------------------------------------------------------ life
 
@@ -351,12 +355,17 @@ class Journal:
     def _process(self, pending: list[_Pending[Any]]) -> None:
         unit = Unit(self, utcnow())
         outcomes: list[tuple[bool, Any]] = []
+        self.turns.begin()
         for item in pending:
+            # Operations change memory only through the journal, one at a time, so a
+            # command greenlet may run between two of them (as it does during a write).
+            self.turns.check()
             try:
                 outcomes.append((True, item.op(unit)))
             except Exception as exc:  # an operation's own failure fails only its caller
                 log.exception("journal operation failed")
                 outcomes.append((False, exc))
+        self.turns.check()
         try:
             ids = self._commit(unit)
         except (IntegrityError, DataError, StatementError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -192,3 +193,32 @@ def test_an_opening_written_again_after_a_lost_answer_is_not_refused_by_its_own_
     assert rescans.count == 1 and notified.batches == []
     assert journal.knows(call_id) and get_call(engine, "acme", call_id) is not None
     assert len(pending_outbox(engine, "fs1", 0, 10)) == 2
+
+
+def test_a_greenlet_woken_during_a_long_batch_runs_before_the_batch_ends(
+        plain: tuple[Journal, Notified, Rescans, Engine]) -> None:
+    journal = plain[0]
+    ran: list[int] = []
+    woken = gevent.event.Event()
+    seen_at: list[int] = []
+
+    def busy(index: int) -> Callable[[Unit], None]:
+        def op(unit: Unit) -> None:
+            woken.set()  # the command delivered meanwhile
+            deadline = time.perf_counter() + 0.002  # computing, as a big batch of events does
+            while time.perf_counter() < deadline:
+                pass
+            ran.append(index)
+        return op
+
+    def wait_for_the_batch() -> None:
+        woken.wait(10)
+        seen_at.append(len(ran))
+
+    waiter = gevent.spawn(wait_for_the_batch)
+    for index in range(5):
+        journal.submit(busy(index))
+    journal.run(lambda unit: None, timeout=10)
+    waiter.join(timeout=10)
+    assert ran == [0, 1, 2, 3, 4]
+    assert seen_at and seen_at[0] < 5, "the woken greenlet waited for the whole batch"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from callworker.errors import StoreUnavailable
 from callworker.store import (
     Batch,
     get_call,
+    get_cdr,
     list_calls,
     make_engine,
     migrate,
@@ -28,7 +30,7 @@ from callworker.store import (
     write_batch,
 )
 from callworker.store.models import metadata
-from tests.component.test_store import StoreContract, call_row, command_row, schema_diff
+from tests.component.test_store import StoreContract, call_row, cdr_row, command_row, schema_diff
 
 pytestmark = pytest.mark.integration
 
@@ -95,6 +97,31 @@ def test_a_value_too_long_for_its_column_is_refused_not_cut_short(shared_engine:
         write_batch(shared_engine, batch)
     assert get_call(shared_engine, "acme", call_id) is None
     assert pending_outbox(shared_engine, "n1", 0, 10) == []
+
+
+def test_every_kind_of_value_arrives_as_it_was_given(shared_engine: Engine) -> None:
+    """Bytes, floats JSON cannot hold, quotes, backslashes and non-ASCII text survive the JSON document."""
+    with shared_engine.begin() as conn:
+        conn.execute(text("TRUNCATE calls, cdrs, outbox RESTART IDENTITY"))
+    call_id = str(uuid.uuid4())
+    name = 'Zoë "\\x41" \u00e9\n'
+    body = bytes(range(256))
+    batch = Batch(
+        calls=[call_row(call_id, caller_id_name=name[:32])],
+        cdrs=[cdr_row(call_id, rtp_audio_in_mos=float("nan"), caller_id_name=name[:32])],
+        outbox=[{"node": "n1", "exchange": "x", "routing_key": "k", "message_id": None,
+                 "correlation_id": None, "headers": {"quote": '"', "list": [1, None]}, "body": body},
+                {"node": "n1", "exchange": "x", "routing_key": "k", "message_id": None,
+                 "correlation_id": None, "headers": None, "body": b""}],
+    )
+    write_batch(shared_engine, batch)
+    call = get_call(shared_engine, "acme", call_id)
+    assert call is not None and call["caller_id_name"] == name[:32]
+    cdr = get_cdr(shared_engine, "acme", call_id)
+    assert cdr is not None and math.isnan(cdr["rtp_audio_in_mos"])
+    rows = pending_outbox(shared_engine, "n1", 0, 10)
+    assert [row["body"] for row in rows] == [body, b""]
+    assert [row["headers"] for row in rows] == [{"quote": '"', "list": [1, None]}, None]
 
 
 def test_two_workers_migrating_at_once_both_succeed(database_factory: object) -> None:
