@@ -68,7 +68,6 @@ class Worker:
             self.engine,
             node=settings.node_id,
             notify=self.relay.notify,
-            notify_any_order=self.relay.notify_any_order,
             rescan=self.relay.rescan,
             batch_max=settings.write_batch_max,
             linger=settings.write_linger_ms / 1000,

@@ -19,11 +19,11 @@ appends rows the caller has just committed, ids ascending, above `cursor` (the
 highest id taken into memory). A scan reads `fetch_pending(cursor, ...)` page by page
 and ignores notifications above the cursor meanwhile (those rows are committed, so
 the scan finds them); it ends with a short page once every id notified during it is
-behind the cursor. A row of a second writer (`notify_any_order`) notified behind the
-cursor and not held (committed after a later id) is appended as it is: no scan from
-the cursor would find it. Should a scan have read, published and marked it before
-its notify came, it goes out again (consumers dedupe by message_id); any other row
-notified behind the cursor and not held is read again from the database.
+behind the cursor. Two writers commit (new calls beside the journal's batches), so a
+row may be committed, and notified, after a later id: one notified behind the cursor
+and not held is appended as it is, since no scan from the cursor would find it. The
+ids marked sent most recently are remembered (`_MARKED_MEMORY`), so a row a scan
+read, published and marked before its notify came is not published again.
 
 A scan starts on every broker (re)connection from id 0 with in-flight items
 forgotten, after a nack from just before the nacked id, when the buffer would
@@ -63,6 +63,8 @@ __all__ = ["OutboxItem", "OutboxRelay"]
 log = logging.getLogger("callworker.bus")
 
 _PUBLISHES_PER_YIELD = 200  # publishes between two chances for the hub to write them out
+# Ids marked sent that a late notify must not bring back: ~10 s of rows at 300 calls/s.
+_MARKED_MEMORY = 20_000
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ class OutboxRelay:
         self._inflight: dict[int, OutboxItem] = {}
         self._done: deque[tuple[int | None, int, bool]] = deque()  # generation, id, confirmed
         self._unmarked: set[int] = set()  # confirmed, not yet marked sent
+        self._marked_order: deque[int] = deque()  # the last ids marked sent, oldest first
+        self._marked_ids: set[int] = set()
         self._reading = False  # a page read is under way
         self._marked_during_read: set[int] = set()
         self._cursor = 0
@@ -127,20 +131,11 @@ class OutboxRelay:
             self._marker = gevent.spawn(self._run_marker)
 
     def notify(self, items: list[OutboxItem]) -> None:
-        """Rows just committed, ids ascending. Never blocks; any greenlet."""
-        self._take(items, behind_ok=False)
-
-    def notify_any_order(self, items: list[OutboxItem]) -> None:
-        """Rows just committed by a second writer: a later id may have been committed first.
-
-        Those behind the cursor are taken as they are; see the module's notes.
-        """
-        self._take(items, behind_ok=True)
-
-    def _take(self, items: list[OutboxItem], *, behind_ok: bool) -> None:
+        """Rows just committed, ids ascending per call. Never blocks; any greenlet."""
         for item in items:
-            if item.id in self._queued or item.id in self._inflight or item.id in self._unmarked:
-                continue  # a scan took it first
+            if item.id in self._queued or item.id in self._inflight or item.id in self._unmarked \
+                    or item.id in self._marked_ids:
+                continue  # a scan took it first, or it was told before
             if item.id > self._cursor:
                 if not self._scanning:
                     if self._held() < self._buffer_limit:
@@ -150,12 +145,9 @@ class OutboxRelay:
                     log.debug("outbox buffer full (%d); reading from the database", self._held())
                     self._start_scan(self._cursor)
                 self._notified_max = max(self._notified_max, item.id)
-            elif behind_ok and self._held() < self._buffer_limit:
+            elif self._held() < self._buffer_limit:
                 self._enqueue(item)  # committed after a later id: behind every scan
-            elif not self._scanning:
-                # A scan read it before this notify, and it has been marked sent since (or
-                # the buffer is full): what is left of it is in the database.
-                log.debug("outbox row %d notified behind the cursor; rescanning", item.id)
+            else:
                 self._start_scan(item.id - 1)
         self._drained.clear()
         self._wake.set()
@@ -360,6 +352,10 @@ class OutboxRelay:
 
     def _forget_marked(self, ids: list[int]) -> None:
         self._unmarked.difference_update(ids)
+        self._marked_order.extend(ids)
+        self._marked_ids.update(ids)
+        while len(self._marked_order) > _MARKED_MEMORY:
+            self._marked_ids.discard(self._marked_order.popleft())
         if self._reading:  # the page being read may hold them still
             self._marked_during_read.update(ids)
         self._wake.set()  # room for more rows, perhaps drained

@@ -230,7 +230,6 @@ class Journal:
         *,
         node: str,
         notify: Callable[[list[OutboxItem]], None],
-        notify_any_order: Callable[[list[OutboxItem]], None] | None = None,
         rescan: Callable[[], None] = lambda: None,
         batch_max: int = 500,
         queue_size: int = 10000,
@@ -239,8 +238,6 @@ class Journal:
         self._engine = engine
         self.node = node
         self._notify = notify
-        # For rows of new calls, committed beside the journal's: ids out of order.
-        self._notify_any_order = notify_any_order or notify
         # Tells the relay to read committed rows that no notify will bring.
         self._rescan = rescan
         self._batch_max = batch_max
@@ -425,7 +422,7 @@ class Journal:
             for call_id, record in opening.unit.touched.items():
                 if record.status not in TERMINAL:
                     self.calls[call_id] = record
-        self._publish(batch, ids, self._notify_any_order)
+        self._publish(batch, ids)
         for opening in group:
             self._after_commit(opening.unit, [])
             opening.result.set(None)
@@ -479,10 +476,9 @@ class Journal:
         for call_id, record in unit.touched.items():
             if record.status in TERMINAL:
                 self.calls.pop(call_id, None)
-        self._publish(unit.batch, ids, self._notify)
+        self._publish(unit.batch, ids)
 
-    @staticmethod
-    def _publish(batch: Batch, ids: list[int], notify: Callable[[list[OutboxItem]], None]) -> None:
+    def _publish(self, batch: Batch, ids: list[int]) -> None:
         """Tell the relay of the batch's committed outbox rows."""
         if ids:
             items = [
@@ -497,7 +493,7 @@ class Journal:
                 )
                 for row_id, row in zip(ids, batch.outbox, strict=True)
             ]
-            notify(items)
+            self._notify(items)
 
     def _forget(self, unit: Unit) -> None:
         for call_id in unit.touched:

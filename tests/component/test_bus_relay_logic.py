@@ -424,8 +424,24 @@ def test_a_row_committed_after_a_later_id_is_published_once_without_reading_the_
     early, late = outbox.commit(1), outbox.commit(2)  # ids 1 and 2-3: the later commit lands first
     relay.notify(late)
     assert broker.wait_published(2)
-    relay.notify_any_order(early)  # behind the cursor (3): no scan from it would find row 1
-    relay.notify_any_order(early)  # told twice: still once
+    relay.notify(early)  # behind the cursor (3): no scan from it would find row 1
+    relay.notify(early)  # told twice: still once
     assert relay.flush(5)
     assert broker.published == [2, 3, 1]
     assert reads == [] and outbox.rows == {}
+
+
+def test_a_row_a_scan_published_before_its_notify_came_is_not_published_again(
+        relays: list[OutboxRelay]) -> None:
+    broker, outbox = ScriptedBroker(), Outbox()
+    relay = start(relays, broker, outbox, safety_interval=60.0)
+    assert relay.flush(5)
+    later = outbox.commit(2)
+    relay.notify(later)
+    assert relay.flush(5)
+    late = outbox.commit(1)  # committed, then read by a scan before its writer tells
+    relay.rescan()
+    assert relay.flush(5) and broker.published == [1, 2, 3]
+    relay.notify(late)  # behind the cursor, and marked sent already
+    assert relay.flush(5)
+    assert broker.published == [1, 2, 3]
