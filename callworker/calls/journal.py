@@ -207,6 +207,18 @@ class Unit:
 
 
 Op = Callable[[Unit], Any]
+Q = TypeVar("Q")
+
+
+def _take_queued(queue: Queue[Q], limit: int) -> list[Q]:
+    """The next item (waiting for it) and whatever else is queued already, up to ``limit``."""
+    taken = [queue.get()]
+    while len(taken) < limit:
+        try:
+            taken.append(queue.get_nowait())
+        except Empty:
+            break
+    return taken
 
 
 @dataclass
@@ -326,12 +338,7 @@ class Journal:
 
     def _gather(self) -> list[_Pending[Any]]:
         """The next batch: what is queued, and for events alone what comes within ``linger``."""
-        pending = [self._queue.get()]
-        while len(pending) < self._batch_max:
-            try:
-                pending.append(self._queue.get_nowait())
-            except Empty:
-                break
+        pending: list[_Pending[Any]] = _take_queued(self._queue, self._batch_max)
         if self._linger <= 0 or len(pending) >= _LINGER_BELOW or \
                 any(item.result is not None for item in pending):
             return pending
@@ -380,12 +387,7 @@ class Journal:
 
     def _run_openings(self) -> None:
         while True:
-            group = [self._openings.get()]
-            while len(group) < self._batch_max:
-                try:
-                    group.append(self._openings.get_nowait())
-                except Empty:
-                    break
+            group: list[_Opening] = _take_queued(self._openings, self._batch_max)
             try:
                 self._commit_openings(group)
             except Exception as exc:  # never let the opener die

@@ -67,7 +67,8 @@ def broker() -> Iterator[Broker]:
     """A fresh vhost with the worker's exchanges and queues, and acme's user set up as documented."""
     vhost = f"callworker-perm-{uuid.uuid4().hex[:10]}"
     user = f"{TENANT}-app-{uuid.uuid4().hex[:8]}"
-    password = secrets.token_urlsafe(18)
+    # Never starting with "-": rabbitmqctl would read such a password as an option.
+    password = f"pw{secrets.token_urlsafe(18)}"
     rabbitmqctl("add_vhost", vhost)
     try:
         rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
