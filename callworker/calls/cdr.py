@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,10 +55,12 @@ def _int(value: str | None) -> int | None:
 
 
 def _float(value: str | None) -> float | None:
+    """A finite float, or None: "nan" or "inf" is no measurement, and JSON cannot carry it."""
     try:
-        return float(value) if value not in (None, "") else None
+        number = float(value) if value not in (None, "") else None
     except ValueError:
         return None
+    return number if number is None or math.isfinite(number) else None
 
 
 def _pdd_ms(progress: str | None, progress_media: str | None) -> int | None:

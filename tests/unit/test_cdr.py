@@ -137,6 +137,12 @@ def _hangup_complete_frames(captures_dir: Path) -> list[Frame]:
     return event_frames(captures_dir, name="CHANNEL_HANGUP_COMPLETE")
 
 
+def test_a_mos_that_is_not_a_finite_number_reads_as_unknown() -> None:
+    # It travels in the call.cdr event's JSON, where NaN is not a value: PostgreSQL
+    # would refuse the whole batch of other calls' events along with it.
+    assert [_float(text) for text in ("4.5", "nan", "inf", "-Infinity", "", None)] == [4.5, None, None, None, None, None]
+
+
 def test_a_number_too_large_for_its_column_reads_as_unknown() -> None:
     # The CDR goes into an integer column: a value past it would make the database
     # refuse the whole batch of other calls' events along with it.
