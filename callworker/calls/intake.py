@@ -200,8 +200,10 @@ class Intake:
     ) -> bool:
         """The attempt, once no other copy of the command is in hand; True when settled."""
         # An originate's commit is its own lookup (written fresh: a command id or
-        # call id seen before refuses it); every other command is looked up first.
-        if not self._service.checks_on_commit(command):
+        # call id seen before refuses it); every other command is looked up first,
+        # and so is an originate while FreeSWITCH is away: a copy of one already
+        # executed gets its first reply now instead of waiting for FreeSWITCH.
+        if not self._service.checks_on_commit(command) or not self._freeswitch_ready(0):
             lookup = lookup_command(self._engine, command.tenant, command.command_id, None)
             if lookup.stored is not None:
                 self._replay(command, to, lookup.stored)
