@@ -1,9 +1,9 @@
-"""RabbitMQ permissions pin a broker user to its tenant's routing keys (README, "Tenant isolation on the broker").
+"""RabbitMQ permissions pin a broker user to its tenant's routing keys (docs/broker-permissions.md).
 
 The worker takes the tenant from the routing key only (CONTRACT section 3), so what
 the broker lets a user publish is what the worker lets it do. These tests set up a
-user for tenant ``acme`` with exactly the commands the README gives and show, against
-the real broker, what it can and cannot do.
+user for tenant ``acme`` with exactly the commands docs/broker-permissions.md gives
+and show, against the real broker, what it can and cannot do.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ TENANT = "acme"
 
 
 def tenant_user_commands(vhost: str, user: str, password: str, tenant: str) -> list[list[str]]:
-    """The rabbitmqctl commands of the README for one tenant's user (configure, write, read)."""
+    """The rabbitmqctl commands of docs/broker-permissions.md for one tenant's user (configure, write, read)."""
     own = rf"amq\.gen-.*|{tenant}\..*"
     return [
         ["add_user", user, password],
