@@ -3,8 +3,11 @@
 gevent patches the standard library first, before anything imports socket or
 psycopg (psycopg picks its wait function at import).
 
-Usage: ``python bench/run.py [--quick] [--only NAME[,NAME]] [--runs N] [--soak-seconds S]``.
-The table goes to stdout and to ``bench-results/latest.md``; progress to stderr.
+Usage: ``python bench/run.py [--quick] [--only NAME[,NAME]] [--runs N] [--soak-seconds S] [--output PATH]``.
+The page (date, command, code, table, machine) goes to stdout and, for a run of
+every figure, to ``docs/benchmark-latest.md``, the page the README links; a
+partial or ``--quick`` run writes ``bench-results/latest.md`` instead. Progress
+goes to stderr.
 """
 
 from gevent import monkey
@@ -12,10 +15,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
 import shlex  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -25,8 +25,8 @@ from pathlib import Path  # noqa: E402
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench import latency, memory, parser, pipeline, publish, simload  # noqa: E402
-from bench.common import Options, Row, log, render_table  # noqa: E402
-from bench.infra import REPO  # noqa: E402
+from bench.common import Options, Row, log  # noqa: E402
+from bench.report import RunInfo, code_version, machine, render_report, report_path, write_report  # noqa: E402
 
 FIGURES: dict[str, Callable[[Options], list[Row]]] = {
     "parser": parser.run,
@@ -39,7 +39,7 @@ FIGURES: dict[str, Callable[[Options], list[Row]]] = {
 }
 
 
-def _options(argv: list[str]) -> tuple[Options, list[str]]:
+def _options(argv: list[str]) -> tuple[Options, list[str], Path]:
     ap = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="short runs, one of each: a smoke check")
     ap.add_argument("--only", default="", help=f"comma-separated figures of: {', '.join(FIGURES)}")
@@ -50,6 +50,9 @@ def _options(argv: list[str]) -> tuple[Options, list[str]]:
                     help="before each run, wait up to this long for the machine to be idle (0: never)")
     ap.add_argument("--profile", default=None, metavar="DIR",
                     help="sample the worker with py-spy during the CPS runs into DIR")
+    ap.add_argument("--output", default=None, metavar="PATH",
+                    help="write the page here (default: docs/benchmark-latest.md for a run of every figure "
+                         "without --quick, bench-results/latest.md otherwise)")
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(FIGURES)
     unknown = [n for n in names if n not in FIGURES]
@@ -67,25 +70,15 @@ def _options(argv: list[str]) -> tuple[Options, list[str]]:
         profile_dir=args.profile,
         quiet_wait=args.quiet_wait,
     )
-    return options, names
-
-
-def _machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or "unknown")
-    memory = subprocess.run(["free", "-h"], capture_output=True, text=True, check=False).stdout.rstrip()
-    return "\n".join([
-        f"- CPU: {cpu}, `nproc` = {os.cpu_count()}",
-        (f"- Python {platform.python_version()} ({platform.python_implementation()}), "
-        f"{platform.system()} {platform.release()}"),
-        "- `free -h`:", "", "```", memory, "```",
-    ])
+    output = report_path(all_figures=set(names) == set(FIGURES), quick=quick, output=args.output)
+    return options, names, output
 
 
 def main(argv: list[str]) -> int:
-    options, names = _options(argv)
+    options, names, output = _options(argv)
     command = "python bench/run.py" + ("" if not argv else " " + shlex.join(argv))
     started = time.time()
+    code, code_changed = code_version()  # what is measured is what was there at the start
     rows: list[Row] = []
     failed: list[str] = []
     for name in names:
@@ -97,20 +90,18 @@ def main(argv: list[str]) -> int:
             log(f"figure {name} failed: {exc!r}")
             failed.append(name)
             rows.append(Row(figure=name, result=f"**failed**: {exc!r}", met=False))
-    table = render_table(rows)
-    minutes = (time.time() - started) / 60
-    when = time.strftime("%Y-%m-%d %H:%M %Z")
-    runs = f"medians of {options.runs} runs" if options.runs > 1 else "one run each"
-    report = "\n".join([
-        f"# callworker benchmark, {when}", "",
-        f"Command: `{command}` ({runs}; {minutes:.1f} minutes).", "",
-        table, "", "Machine:", "", _machine(), "",
-    ])
+    info = RunInfo(
+        when=time.strftime("%Y-%m-%d %H:%M %Z"),
+        command=command,
+        runs=options.runs,
+        minutes=(time.time() - started) / 60,
+        code=code,
+        code_changed=code_changed,
+        soak_minutes=options.soak_seconds / 60 if "soak" in names else None,
+    )
+    report = render_report(rows, info, machine())
     print(report)
-    out = REPO / "bench-results"
-    out.mkdir(exist_ok=True)
-    (out / "latest.md").write_text(report)
-    log(f"written to {out / 'latest.md'}")
+    log(f"written to {write_report(report, output)}")
     # A missed target is a finding, not an error; a figure that could not run is.
     return 1 if failed else 0
 
