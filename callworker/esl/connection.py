@@ -1,19 +1,40 @@
 """The inbound event-socket connection to one FreeSWITCH node, kept up for ever.
 
-Strategy: one TCP connection is one ``EslSession``, a ``greenswitch.esl.InboundESL``
-used once and thrown away. What greenswitch gets wrong is replaced in the session:
-its reader (``recv(65536)`` into the sans-I/O ``codec.FrameParser``, so a body cut
-by EOF is noticed and a frame of an unknown type is skipped), its send
-(``sendall`` under a lock, so wire order is reply order, with a deadline) and its
-connect (a deadline, typed errors). Any failure closes the session and fails every
-caller still waiting: once one reply is lost or late, no later reply can be
-matched to its command any more.
+Strategy: one TCP connection is one ``EslSession``, used once and thrown away.
+Any failure closes the session and fails every caller still waiting: once one
+reply is lost or late, no later reply can be matched to its command any more.
 
 ``EslConnection`` is the supervisor: it opens a session, authenticates,
 subscribes, calls ``on_connected``; on loss it calls ``on_disconnected``, waits a
 jittered, capped, exponential backoff and starts again with a new session.
 Events go to the owner's bounded queue with a blocking ``put``: when the owner
 falls behind, the reader stops reading and TCP pushes back on FreeSWITCH.
+
+What greenswitch does here: ``EslSession`` subclasses greenswitch 0.0.19's
+``InboundESL``, and only its constructor runs: the connection settings (host,
+port, password, and ``timeout``, used as the connect timeout), the ``connected``
+flag and ``_auth_request_event``, which ``connect`` waits on. Everything else is
+overridden or never called, because of greenswitch's measured defects
+(../shared/NOTES.md):
+
+* its reader URL-decodes the whole header block before splitting it (fake
+  headers), dies on a frame of unknown type while ``connected`` stays true, and
+  loops for ever on a body cut by EOF: here ``receive_events`` is
+  ``recv(65536)`` into the sans-I/O ``codec.FrameParser``;
+* its ``send`` has no timeout (a ``gevent.Timeout`` around it leaves a stale
+  waiter, so the next caller gets the wrong reply), never wakes its callers
+  when the socket drops, and uses ``sock.send`` (a large command goes out in
+  part): here ``request`` is ``sendall`` under a lock, so wire order is reply
+  order, with a deadline, and ``close`` fails every waiter;
+* its ``connect`` waits for ever for ``auth/request`` and raises a bare
+  ``ValueError`` or the raw OS error: here one deadline and typed errors;
+* an ``InboundESL`` cannot be reused after a drop: here the supervisor makes a
+  new session and subscribes again;
+* its dispatcher greenlet with an unbounded queue, its handlers and its
+  root-logger logging never run: events go straight to the owner's bounded
+  queue, logs to ``callworker.esl``.
+
+docs/esl.md has the full account.
 """
 
 from __future__ import annotations
@@ -85,8 +106,8 @@ class Backoff:
 class EslSession(InboundESL):  # type: ignore[misc]
     """One authenticated TCP connection, closed for good on its first failure.
 
-    Of greenswitch it keeps the object and its state names; greenswitch's reader,
-    its unbounded dispatcher queue and its root-logger logging never run.
+    Of greenswitch only the constructor runs (the module docstring says why);
+    its reader, its unbounded dispatcher queue and its root-logger logging never run.
     """
 
     def __init__(
