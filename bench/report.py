@@ -45,8 +45,8 @@ def render_report(rows: Sequence[Row], info: RunInfo, machine_text: str) -> str:
     return "\n".join([
         f"# callworker benchmark, {info.when}",
         "",
-        "Written by `make bench` (`bench/run.py`) at the end of a run of every figure; not edited by",
-        "hand. How each figure is measured, and how to read it: [performance.md](performance.md).",
+        "Written by `make bench` (`bench/run.py`), not by hand. How each figure is measured, and how",
+        "to read it: [performance.md](performance.md).",
         "",
         f"Command: `{info.command}` ({runs}; {info.minutes:.1f} minutes in all).",
         "",
