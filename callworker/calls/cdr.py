@@ -63,15 +63,31 @@ def _float(value: str | None) -> float | None:
     return number if number is None or math.isfinite(number) else None
 
 
-def _pdd_ms(progress: str | None, progress_media: str | None) -> int | None:
-    """Post-dial delay: from the start to the first progress (180 or 183), in ms."""
-    positive = [mark for mark in (_int(progress), _int(progress_media)) if mark]
-    return min(positive) if positive else None
+def _pdd_ms(start: str | None, progress: str | None, progress_media: str | None) -> int | None:
+    """Post-dial delay: from the start to the first progress (180 or 183), in ms.
+
+    Read from the microsecond epochs, not ``progressmsec``: FreeSWITCH's clock moves in
+    20 ms steps, so a 180 in the start's step has ``progressmsec`` 0, the same as never.
+    """
+    begun = _int64(start)
+    marks = [mark for mark in (_int64(progress), _int64(progress_media)) if mark]
+    if not begun or not marks:
+        return None
+    return _int(str(max(0, (min(marks) - begun) // 1000)))
+
+
+def _int64(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
 
 
 # Every value a CDR reads, fetched together: the variables come from one pass over
 # the event (a HANGUP_COMPLETE is 6-12 KB) rather than one search each.
 _CDR_READS = HeaderBatch((
+    "Caller-Orig-Caller-ID-Name",
+    "Caller-Orig-Caller-ID-Number",
     "Caller-Caller-ID-Name",
     "Caller-Caller-ID-Number",
     "Caller-Destination-Number",
@@ -84,8 +100,8 @@ _CDR_READS = HeaderBatch((
     "variable_hangup_cause",
     "variable_hangup_cause_q850",
     "variable_sip_hangup_disposition",
-    "variable_progressmsec",
-    "variable_progress_mediamsec",
+    "variable_progress_uepoch",
+    "variable_progress_media_uepoch",
     "variable_rtp_audio_in_mos",
     "variable_read_codec",
     "variable_write_codec",
@@ -95,13 +111,15 @@ _CDR_READS = HeaderBatch((
 def cdr_fields(event: Event) -> dict[str, Any]:
     """What CHANNEL_HANGUP_COMPLETE says about the leg (read outside the journal)."""
     (
-        caller_name, caller_number, destination,
+        orig_name, orig_number, caller_name, caller_number, destination,
         start, answer, end, duration, billsec, billmsec,
         cause, q850, disposition, progress, progress_media, mos, read_codec, write_codec,
     ) = event.get_many(_CDR_READS)
+    # FreeSWITCH swaps caller and callee ID of an outbound leg when it is answered:
+    # Caller-Caller-ID-* then name the far end, and the Orig-* fields the caller.
     return {
-        "caller_id_name": clean_name(caller_name),
-        "caller_id_number": clean_number(caller_number),
+        "caller_id_name": clean_name(orig_name if orig_name is not None else caller_name),
+        "caller_id_number": clean_number(orig_number if orig_number is not None else caller_number),
         "destination_number": clean_number(destination),
         "start_stamp": epoch_us(start),
         "answer_stamp": epoch_us(answer),
@@ -112,7 +130,7 @@ def cdr_fields(event: Event) -> dict[str, Any]:
         "hangup_cause": clean_token(cause or event.get("Hangup-Cause")),
         "hangup_cause_q850": _int(q850),
         "sip_hangup_disposition": clean_token(disposition),
-        "pdd_ms": _pdd_ms(progress, progress_media),
+        "pdd_ms": _pdd_ms(start, progress, progress_media),
         "rtp_audio_in_mos": _float(mos),
         "read_codec": clean_token(read_codec),
         "write_codec": clean_token(write_codec),

@@ -23,7 +23,7 @@ from callworker.calls.states import ANSWERED_STATUSES, FS_EVENT_SIGNALS, TERMINA
 from callworker.contract import utcnow
 from callworker.esl.codec import Event
 
-__all__ = ["SUBSCRIBED_EVENTS", "EventPump", "end_call", "end_reconstructed"]
+__all__ = ["SUBSCRIBED_EVENTS", "EventPump", "end_call", "end_reconstructed", "held_by"]
 
 log = logging.getLogger("callworker.events")
 
@@ -72,14 +72,27 @@ def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
     return {k: to_iso(v) if isinstance(v, datetime) else v for k, v in data.items()}
 
 
-def _signal_op(call_id: str, signal: Signal, occurred_at: datetime) -> Callable[[Unit], None]:
+def _signal_op(
+    call_id: str, signal: Signal, occurred_at: datetime, extra: dict[str, Any] | None = None,
+) -> Callable[[Unit], None]:
     def op(unit: Unit) -> None:
         record = unit.call(call_id)
         if record is not None:
             record.channel_seen = True
-            unit.signal(record, signal, occurred_at)
+            unit.signal(record, signal, occurred_at, extra=extra)
 
     return op
+
+
+# FreeSWITCH marks a leg held from two places: switch_ivr_hold when this switch holds it
+# (uuid_hold), switch_channel_mark_hold when the far end's re-INVITE put it on hold.
+_FAR_END_HOLD = "switch_channel_mark_hold"
+
+
+def held_by(event: Event) -> dict[str, Any]:
+    """``data.held_by`` of call.held / call.unheld: ``us`` or ``far_end``."""
+    far = event.get("Event-Calling-Function") == _FAR_END_HOLD
+    return {"held_by": "far_end" if far else "us"}
 
 
 def _hangup_op(call_id: str, cause: str | None, occurred_at: datetime, cdr: dict[str, Any]) -> Callable[[Unit], None]:
@@ -163,7 +176,8 @@ class EventPump:
             cdr = cdr_fields(event)
             self._journal.submit(_hangup_op(call_id, cdr["hangup_cause"], _occurred_at(event), cdr))
         elif (signal := FS_EVENT_SIGNALS.get(name)) is not None:
-            self._journal.submit(_signal_op(call_id, signal, _occurred_at(event)))
+            extra = held_by(event) if signal in (Signal.HELD, Signal.UNHELD) else None
+            self._journal.submit(_signal_op(call_id, signal, _occurred_at(event), extra))
 
     def _background_job(self, event: Event) -> None:
         # Originates are sent with Job-UUID = call_id, so the job names its call.

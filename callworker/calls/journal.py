@@ -89,9 +89,13 @@ class Unit:
         self.touched[record.call_id] = record
 
     def signal(
-        self, record: CallRecord, signal: Signal, occurred_at: datetime, **changes: Any
+        self, record: CallRecord, signal: Signal, occurred_at: datetime, *,
+        extra: dict[str, Any] | None = None, **changes: Any,
     ) -> str | None:
-        """Apply a signal through the state table; publish its event, if any."""
+        """Apply a signal through the state table; publish its event, if any.
+
+        ``extra`` is added to the event's data (the call snapshot); ``changes`` are set on the call.
+        """
         new_status, event_type = transition(record.status, signal)
         if event_type is None:
             return None
@@ -107,7 +111,10 @@ class Unit:
         if new_status in TERMINAL:
             record.ended_at = occurred_at
             record.on_hold = False
-        self.emit(record, event_type, occurred_at, call_snapshot(record.row(self.now), now=occurred_at))
+        data = call_snapshot(record.row(self.now), now=occurred_at)
+        if extra:
+            data.update(extra)
+        self.emit(record, event_type, occurred_at, data)
         for observer in self.journal.observers:
             observer(self, record, event_type)
         return event_type

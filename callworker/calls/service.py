@@ -178,6 +178,18 @@ class CallService:
         # whose node is gone); this node cannot act on it.
         raise self._error(command, ErrorCode.CALL_NOT_ACTIVE, "the call is not held by this node", call_id=call_id)
 
+    def _answered_call(self, command: Command, call_id: str, what: str) -> CallRecord:
+        record = self._live_call(command, call_id)
+        if record.status not in ANSWERED_STATUSES:
+            raise self._error(
+                command,
+                ErrorCode.CALL_NOT_ACTIVE,
+                f"only an answered call can be {what}",
+                call_id=record.call_id,
+                status=str(record.status),
+            )
+        return record
+
     def _api(self, command: Command, text: str) -> str:
         reply = self._port.api(text).strip()
         if reply.startswith("-ERR") or reply.startswith("-USAGE"):
@@ -287,22 +299,16 @@ class CallService:
         return self._status_reply(command, to, record, {"call_id": record.call_id})
 
     def hold(self, command: HoldCommand, to: Delivered) -> dict[str, Any]:
-        record = self._live_call(command, command.call_id)
-        if record.status not in ANSWERED_STATUSES:
-            raise self._error(
-                command,
-                ErrorCode.CALL_NOT_ACTIVE,
-                "only an answered call can be held",
-                call_id=record.call_id,
-                status=str(record.status),
-            )
+        record = self._answered_call(command, command.call_id, "held")
         if record.on_hold != command.hold:
             self._api(command, builders.uuid_hold(record.call_id, command.hold))
         result = {"call_id": record.call_id, "on_hold": command.hold}
         return self.finish(command, to, reply_ok(command.command_id, command.type, result), call_id=record.call_id)
 
     def mute(self, command: MuteCommand, to: Delivered) -> dict[str, Any]:
-        record = self._live_call(command, command.call_id)
+        # Answered only: on an unanswered channel FreeSWITCH's uuid_audio pre-answers it
+        # (a false 183 to the far end).
+        record = self._answered_call(command, command.call_id, "muted")
         changed = record.muted != command.muted
         if changed:
             self._api(command, builders.uuid_audio_mute(record.call_id, command.muted))

@@ -33,7 +33,7 @@ _VAR_VALUE = re.compile(r"[A-Za-z0-9._:+-]{0,128}\Z")
 # some (api_on_answer, execute_on_answer, api_hangup_hook, transfer_after_bridge, ...)
 # as a command, and one safe word such as "hupall" is a whole command.
 _OWN_VARIABLE_PREFIX = "callworker_"
-_INERT_VARIABLES = frozenset({"ignore_early_media"})
+_INERT_VARIABLES: frozenset[str] = frozenset()
 
 
 def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
@@ -73,6 +73,9 @@ def originate(
     pairs = [
         ("origination_uuid", check_uuid(call_id)),
         ("originate_timeout", str(timeout_s)),
+        # Without it FreeSWITCH's originate succeeds on a 183 with SDP (early media), and
+        # originate_timeout no longer holds: the call rings until the carrier gives up.
+        ("ignore_early_media", "true"),
     ]
     if caller_id_number is not None:
         pairs.append(("origination_caller_id_number", check_number(caller_id_number)))

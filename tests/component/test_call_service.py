@@ -95,7 +95,7 @@ def test_originate_sends_one_validated_bgapi_and_commits_the_reply(setup: Any) -
     reply = service.execute(cmd, Delivered("replies", "c1"))
     call_id = reply["result"]["call_id"]
     assert port.sent == [
-        f"bgapi originate {{origination_uuid={call_id},originate_timeout=30,"
+        f"bgapi originate {{origination_uuid={call_id},originate_timeout=30,ignore_early_media=true,"
         f"origination_caller_id_name='Front Desk',callworker_tenant=acme}}"
         f"sofia/gateway/default/+15551230001 &park()"
     ]

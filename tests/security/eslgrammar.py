@@ -58,12 +58,13 @@ ORIGINATE_LINE = re.compile(
 SERVICE_VARIABLES = {
     "origination_uuid": UUID_LOWER,
     "originate_timeout": r"[0-9]{1,3}",
+    "ignore_early_media": "true",
     "origination_caller_id_number": PHONE,
     "origination_caller_id_name": f"'{NAME}'",
     "origination_privacy": "hide_name:hide_number",
     "callworker_tenant": TENANT_NAME,
 }
-EXTRA_VARIABLE = re.compile(r"callworker_[a-z0-9_]{0,53}|ignore_early_media")
+EXTRA_VARIABLE = re.compile(r"callworker_[a-z0-9_]{0,53}")
 EXTRA_VALUE = r"[A-Za-z0-9._:+-]{0,128}"
 
 
@@ -86,6 +87,7 @@ def parse_originate(line: str, *, extra_names: bool = False) -> tuple[dict[str, 
             assert fits(EXTRA_VALUE, value), f"bad value of {name}: {value!r}"
         variables[name] = value
     assert "origination_uuid" in variables and "originate_timeout" in variables
+    assert variables.get("ignore_early_media") == "true", f"early media would end the ring timeout: {line!r}"
     return variables, match["gateway"], match["number"]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callworker.calls.cdr import _float, _int, cdr_fields, cdr_row, epoch_us, synthetic_cdr_fields
+from callworker.calls.cdr import _float, _int, _int64, cdr_fields, cdr_row, epoch_us, synthetic_cdr_fields
 from callworker.calls.clean import clean_name, clean_number, clean_token
 from callworker.calls.record import CallRecord
 from callworker.calls.states import Status
@@ -82,10 +82,10 @@ def test_epoch_zero_means_never() -> None:
 # ------------------------------------------- the batched read against one get per field
 
 _CDR_HEADERS = (
-    "Caller-Caller-ID-Name", "Caller-Caller-ID-Number", "Caller-Destination-Number", "Hangup-Cause",
+    "Caller-Orig-Caller-ID-Name", "Caller-Orig-Caller-ID-Number", "Caller-Caller-ID-Name", "Caller-Caller-ID-Number", "Caller-Destination-Number", "Hangup-Cause",
     "variable_start_uepoch", "variable_answer_uepoch", "variable_end_uepoch", "variable_duration",
     "variable_billsec", "variable_billmsec", "variable_hangup_cause", "variable_hangup_cause_q850",
-    "variable_sip_hangup_disposition", "variable_progressmsec", "variable_progress_mediamsec",
+    "variable_sip_hangup_disposition", "variable_progress_uepoch", "variable_progress_media_uepoch",
     "variable_rtp_audio_in_mos", "variable_read_codec", "variable_write_codec",
 )
 _ODD_VALUES = st.sampled_from([
@@ -99,11 +99,16 @@ _VALUES = st.one_of(st.none(), _ODD_VALUES, st.text(max_size=30))
 def _cdr_fields_one_get_each(event: Event) -> dict[str, Any]:
     """The CDR as read one ``get`` per field: what ``cdr_fields`` must equal."""
     cause = event.get("variable_hangup_cause") or event.get("Hangup-Cause")
-    marks = [_int(event.get(name)) for name in ("variable_progressmsec", "variable_progress_mediamsec")]
+    start = _int64(event.get("variable_start_uepoch"))
+    marks = [_int64(event.get(n)) for n in ("variable_progress_uepoch", "variable_progress_media_uepoch")]
     positive = [mark for mark in marks if mark]
+    pdd = _int(str(max(0, (min(positive) - start) // 1000))) if start and positive else None
+    orig_name, orig_number = event.get("Caller-Orig-Caller-ID-Name"), event.get("Caller-Orig-Caller-ID-Number")
     return {
-        "caller_id_name": clean_name(event.get("Caller-Caller-ID-Name")),
-        "caller_id_number": clean_number(event.get("Caller-Caller-ID-Number")),
+        "caller_id_name": clean_name(orig_name if orig_name is not None else event.get("Caller-Caller-ID-Name")),
+        "caller_id_number": clean_number(
+            orig_number if orig_number is not None else event.get("Caller-Caller-ID-Number")
+        ),
         "destination_number": clean_number(event.get("Caller-Destination-Number")),
         "start_stamp": epoch_us(event.get("variable_start_uepoch")),
         "answer_stamp": epoch_us(event.get("variable_answer_uepoch")),
@@ -114,7 +119,7 @@ def _cdr_fields_one_get_each(event: Event) -> dict[str, Any]:
         "hangup_cause": clean_token(cause),
         "hangup_cause_q850": _int(event.get("variable_hangup_cause_q850")),
         "sip_hangup_disposition": clean_token(event.get("variable_sip_hangup_disposition")),
-        "pdd_ms": min(positive) if positive else None,
+        "pdd_ms": pdd,
         "rtp_audio_in_mos": _float(event.get("variable_rtp_audio_in_mos")),
         "read_codec": clean_token(event.get("variable_read_codec")),
         "write_codec": clean_token(event.get("variable_write_codec")),
@@ -194,3 +199,33 @@ def test_empty_cdr_lines_read_as_empty_values() -> None:
     block = empty + "Hangup-Cause: NORMAL_CLEARING\n"
     _same_cdr(lambda: parse_event_plain(block.encode()))
     assert cdr_fields(parse_event_plain(block.encode()))["hangup_cause"] == "NORMAL_CLEARING"
+
+
+def _event(**headers: str) -> Event:
+    return parse_event_plain(encode_event_plain(list(headers.items())))
+
+
+def test_an_answered_outbound_leg_keeps_the_caller_id_that_was_sent() -> None:
+    """FreeSWITCH swaps caller and callee ID on answer; the Orig-* fields keep the caller's."""
+    event = _event(**{
+        "Event-Name": "CHANNEL_HANGUP_COMPLETE",
+        "Caller-Caller-ID-Name": "+15551230001", "Caller-Caller-ID-Number": "+15551230001",
+        "Caller-Orig-Caller-ID-Name": "Front Desk", "Caller-Orig-Caller-ID-Number": "+15550001111",
+    })
+    fields = cdr_fields(event)
+    assert (fields["caller_id_name"], fields["caller_id_number"]) == ("Front Desk", "+15550001111")
+    plain = cdr_fields(_event(**{"Event-Name": "CHANNEL_HANGUP_COMPLETE", "Caller-Caller-ID-Number": "+15550002222"}))
+    assert plain["caller_id_number"] == "+15550002222"
+
+
+def test_pdd_is_zero_when_the_first_ring_falls_in_the_starting_20_ms_step() -> None:
+    start = "1796173123065540"
+    rang_at_once = _event(**{"Event-Name": "X", "variable_start_uepoch": start,
+                             "variable_progress_uepoch": start, "variable_progressmsec": "0"})
+    assert cdr_fields(rang_at_once)["pdd_ms"] == 0
+    later = _event(**{"Event-Name": "X", "variable_start_uepoch": start,
+                      "variable_progress_uepoch": "1796173123365540",
+                      "variable_progress_media_uepoch": "1796173123185540"})
+    assert cdr_fields(later)["pdd_ms"] == 120  # the earlier of 180 and 183
+    never = _event(**{"Event-Name": "X", "variable_start_uepoch": start, "variable_progress_uepoch": "0"})
+    assert cdr_fields(never)["pdd_ms"] is None

@@ -50,7 +50,7 @@ def base(**overrides: Any) -> dict[str, Any]:
 
 def test_originate_minimal() -> None:
     assert originate(**base()) == (
-        f"originate {{origination_uuid={CALL},originate_timeout=30}}"
+        f"originate {{origination_uuid={CALL},originate_timeout=30,ignore_early_media=true}}"
         "sofia/gateway/default/15551234567 &park()"
     )
 
@@ -61,14 +61,14 @@ def test_originate_with_every_option() -> None:
         caller_id_number="+15550001111",
         caller_id_name="Acme Support",
         privacy=True,
-        variables={"callworker_tenant": "t-42", "ignore_early_media": "true"},
+        variables={"callworker_tenant": "t-42", "callworker_flow": "x"},
     )
     assert text == (
-        f"originate {{origination_uuid={CALL},originate_timeout=45,"
+        f"originate {{origination_uuid={CALL},originate_timeout=45,ignore_early_media=true,"
         "origination_caller_id_number=+15550001111,"
         "origination_caller_id_name='Acme Support',"
         "origination_privacy=hide_name:hide_number,"
-        "callworker_tenant=t-42,ignore_early_media=true}"
+        "callworker_tenant=t-42,callworker_flow=x}"
         "sofia/gateway/carrier-1.eu/+4930123456 &park()"
     )
 

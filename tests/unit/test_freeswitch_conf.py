@@ -39,6 +39,8 @@ MODULES = {
     "mod_dptools",
     "mod_dialplan_xml",
     "mod_loopback",
+    "mod_sndfile",
+    "mod_tone_stream",
 }
 # Which loaded module provides each dialplan application the configuration uses.
 APPLICATIONS = {
