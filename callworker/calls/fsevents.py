@@ -176,8 +176,8 @@ class EventPump:
             cdr = cdr_fields(event)
             self._journal.submit(_hangup_op(call_id, cdr["hangup_cause"], _occurred_at(event), cdr))
         elif (signal := FS_EVENT_SIGNALS.get(name)) is not None:
-            extra = held_by(event) if signal in (Signal.HELD, Signal.UNHELD) else None
-            self._journal.submit(_signal_op(call_id, signal, _occurred_at(event), extra))
+            data = held_by(event) if signal in (Signal.HELD, Signal.UNHELD) else None
+            self._journal.submit(_signal_op(call_id, signal, _occurred_at(event), data))
 
     def _background_job(self, event: Event) -> None:
         # Originates are sent with Job-UUID = call_id, so the job names its call.

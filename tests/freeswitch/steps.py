@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import json
+import time
+import urllib.error
+import urllib.request
 import uuid
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import gevent.event
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from callworker.app import Worker
 from callworker.bus.probe import Probe, Received
 
-__all__ = ["TERMINAL", "assert_well_formed", "command", "originate", "wait_type"]
+__all__ = [
+    "TERMINAL", "assert_well_formed", "command", "eventually", "health", "originate", "stored_events",
+    "wait_type",
+]
+
+T = TypeVar("T")
 
 TERMINAL = {"call.completed", "call.failed", "call.cancelled"}
 
@@ -40,3 +55,35 @@ def assert_well_formed(events: list[Received], tenant: str, node: str) -> None:
         assert e["_amqp"]["routing_key"] == f"{tenant}.{e['type']}.{e['call_id']}"
         assert e["_amqp"]["message_id"] == e["event_id"]
         datetime.fromisoformat(e["occurred_at"])
+
+
+def eventually(check: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Look at state that has no event of its own (a health page, a row) until ``check`` holds."""
+    deadline = time.monotonic() + timeout
+    pause = gevent.event.Event()  # never set: only its timeout ends each wait
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:g} s")
+        pause.wait(0.05)
+
+
+def health(worker: Worker) -> tuple[int, dict[str, Any]]:
+    """The worker's /healthz over HTTP: (status, body)."""
+    url = f"http://127.0.0.1:{worker.http.port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def stored_events(engine: Engine, call_id: str) -> list[str]:
+    """The types of the events stored for a call, in seq order."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT type FROM call_events WHERE call_id = :c ORDER BY seq"), {"c": call_id}
+        ).all()
+    return [row[0] for row in rows]

@@ -7,7 +7,7 @@ import pytest
 
 from callworker.app import Worker
 from callworker.bus.probe import Probe
-from tests.freeswitch.steps import assert_well_formed, command, originate, wait_type
+from tests.freeswitch.steps import assert_well_formed, originate
 
 pytestmark = pytest.mark.freeswitch
 
@@ -30,7 +30,6 @@ def test_outcome(
 ) -> None:
     call_id = originate(probe, tenant, number, timeout_s=5)
     events = probe.call_events_until_terminal(call_id, timeout=20)
-    print([(e["type"], e["data"].get("hangup_cause")) for e in events], events[-1]["data"])
     assert [e["type"] for e in events] == types
     assert_well_formed(events, tenant, fs_worker.settings.node_id)
     terminal, cdr = events[-2]["data"], events[-1]["data"]
