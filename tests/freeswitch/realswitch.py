@@ -198,7 +198,8 @@ class RealSwitch:
 
     # ------------------------------------------------------------------ life
 
-    def start(self, timeout: float = 40.0) -> None:
+    def start(self, timeout: float = 40.0, *, cpus: set[int] | None = None) -> None:
+        """Start and wait until ready; ``cpus``: run it on these cores only (benchmarks)."""
         missing = missing_libraries(self.tree)
         if missing:
             packages = RUNTIME_PACKAGES.read_text().split() if RUNTIME_PACKAGES.exists() else []
@@ -212,6 +213,8 @@ class RealSwitch:
             "-base", str(r), "-conf", str(self.conf), "-mod", str(self.tree / "lib" / "freeswitch" / "mod"),
             *(arg for name in _RUNTIME_DIRS for arg in (f"-{_FLAGS.get(name, name)}", str(r / name))),
         ]
+        if cpus:
+            command = ["taskset", "-c", ",".join(map(str, sorted(cpus))), *command]
         env = {**os.environ, **self.environment(), "LD_LIBRARY_PATH": str(self.tree / "lib")}
         out = open(r / "log" / "stdout.log", "ab")  # noqa: SIM115 - handed to the process
         try:
@@ -302,6 +305,10 @@ class EslClient:
 
     def api(self, command: str, timeout: float = 10.0) -> str:
         return self._session.send(f"api {command}", timeout=timeout).body.decode("utf-8", "replace")
+
+    def bgapi(self, command: str, timeout: float = 10.0) -> str:
+        """``bgapi <command>``: FreeSWITCH's reply text (``+OK Job-UUID: ...``)."""
+        return self._session.send(f"bgapi {command}", timeout=timeout).reply_text()
 
     def event(self, predicate: object, timeout: float = 10.0) -> Event:
         """The next event matching ``predicate`` (others are dropped)."""
