@@ -24,7 +24,8 @@ from callworker.simulator import Simulator
 
 __all__ = ["CAPTURES", "EslClient", "capture_events", "describe", "simulator_events"]
 
-CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "esl" / "captures"
+# The real captures the tests use too (sources in their SOURCES.md).
+CAPTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "esl"
 # Bytes of capture variables to add: the variable-carrying events then average ~12 KB.
 _EXTRA_BYTES = 7_700
 

@@ -13,16 +13,25 @@ from pathlib import Path  # noqa: E402
 import psycopg  # noqa: E402
 import pytest  # noqa: E402
 
-CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "esl" / "captures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CAPTURES = FIXTURES / "esl"
+FREESWITCH_CAPTURES = FIXTURES / "freeswitch-1.10.12"
 PG_ADMIN_URL = os.environ.get("CALLWORKER_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 AMQP_HOST = os.environ.get("CALLWORKER_TEST_AMQP_HOST", "127.0.0.1:5672")
 
 
 @pytest.fixture(scope="session")
 def captures_dir() -> Path:
-    """The real FreeSWITCH captures in ../shared/esl/captures."""
+    """The real ESL captures (tests/fixtures/esl, sources in its SOURCES.md)."""
     assert CAPTURES.is_dir(), f"captures not found at {CAPTURES}"
     return CAPTURES
+
+
+@pytest.fixture(scope="session")
+def freeswitch_captures_dir() -> Path:
+    """Raw traffic of a real FreeSWITCH 1.10.12 (tests/fixtures/freeswitch-1.10.12)."""
+    assert FREESWITCH_CAPTURES.is_dir(), f"captures not found at {FREESWITCH_CAPTURES}"
+    return FREESWITCH_CAPTURES
 
 
 @pytest.fixture(scope="session")
