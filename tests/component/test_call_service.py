@@ -186,6 +186,21 @@ def test_mute_is_published_by_the_worker_and_only_on_change(setup: Any) -> None:
     assert published_types(published, call_id).count("call.muted") == 1
 
 
+@pytest.mark.parametrize("command_type", ["hold", "mute"])
+def test_only_an_answered_call_is_held_or_muted(setup: Any, command_type: str) -> None:
+    service, journal, pump, port, published, engine = setup
+    call_id = service.execute(command("originate", destination_number="+15551230001"), Delivered(None, None))["result"][
+        "call_id"
+    ]
+    pump.handle(fs_event("CHANNEL_PROGRESS", call_id))
+    sync(journal)
+    reply = service.execute(command(command_type, call_id=call_id), Delivered(None, None))
+    assert reply["error"]["code"] == "CALL_NOT_ACTIVE" and reply["error"]["details"]["status"] == "ringing"
+    # On a real FreeSWITCH, uuid_audio on an unanswered channel pre-answers it.
+    assert [c for c in port.sent if "uuid_audio" in c or "uuid_hold" in c] == []
+    assert "call.muted" not in published_types(published, call_id)
+
+
 def test_refused_before_any_channel_ends_failed_with_a_cdr(setup: Any) -> None:
     service, journal, pump, port, published, engine = setup
     call_id = service.execute(command("originate", destination_number="+15551230001"), Delivered(None, None))["result"][
