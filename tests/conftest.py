@@ -12,12 +12,25 @@ from pathlib import Path  # noqa: E402
 
 import psycopg  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CAPTURES = FIXTURES / "esl"
 FREESWITCH_CAPTURES = FIXTURES / "freeswitch-1.10.12"
 PG_ADMIN_URL = os.environ.get("CALLWORKER_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 AMQP_HOST = os.environ.get("CALLWORKER_TEST_AMQP_HOST", "127.0.0.1:5672")
+
+# Hypothesis: in CI (CI set, as .ci/run does) every run draws the same examples, so a
+# failure there is a failure of the code, reproducible anywhere with CI=1; locally each
+# run explores new ones. Neither has a deadline: no test here is about a draw's speed,
+# and a loaded machine must not fail one. Loaded before the test modules build their
+# own settings, which inherit from it. HYPOTHESIS_PROFILE picks one by name.
+settings.register_profile(
+    "ci", derandomize=True, database=None, deadline=None, max_examples=100, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -86,12 +88,23 @@ class RecordingPort:
         return job_uuid or str(uuid.uuid4())
 
 
+@dataclass(frozen=True)
+class Placed:
+    """A call a rig's journal holds: whose it is, and whether it was answered."""
+
+    tenant: str
+    answered: bool
+
+
 @dataclass
 class Rig:
     service: CallService
     journal: Journal
     port: RecordingPort
-    used: set[str] = field(default_factory=set)
+    # Every call this rig's journal holds, by call id: the model the tests check against.
+    # Only an accepted originate adds one, and nothing ends one (no FreeSWITCH events
+    # arrive here), so the model stays true from one example to the next.
+    calls: dict[str, Placed] = field(default_factory=dict)
 
     def new_sends(self, run: Callable[[], Any]) -> tuple[Any, list[bytes]]:
         """Run a command; return its outcome (reply or ContractError) and what it wrote."""
@@ -102,28 +115,58 @@ class Rig:
             outcome = error
         return outcome, self.port.sent[before:]
 
+    def place(self, tenant: str, call_id: str, *, answered: bool) -> None:
+        """A call of ``tenant`` for the commands to act on, answered if asked."""
+        self.service.execute(
+            _decode(tenant, "originate", {"destination_number": "+15551230001", "call_id": call_id}),
+            Delivered(None, None),
+        )
+        if answered:
+            EventPump(Queue(), self.journal).handle(
+                Event({"Event-Name": "CHANNEL_ANSWER", "Unique-ID": call_id,
+                       "Event-Date-Timestamp": "1700000000000000"}, None, encoded=False))
+            self.journal.run(lambda unit: None)
+        self.calls[call_id] = Placed(tenant, answered)
 
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    url = f"sqlite:///{tmp_path_factory.mktemp('injection') / 'calls.sqlite3'}"
+
+# Besides LIVE_CALL (acme's, answered), the hangup, hold and mute test acts on these.
+RINGING_CALL = "5d9e3c1a-7b2f-4e8d-9a6c-1f0b3e5d7c9a"  # acme's, not answered
+OTHER_TENANT = "globex"
+OTHER_TENANT_CALL = "c4f1a2b3-9d8e-4c7b-8a6f-2e1d0c9b8a7f"  # globex's, answered
+
+
+@contextmanager
+def _new_rig(path: Path) -> Iterator[Rig]:
+    url = f"sqlite:///{path / 'calls.sqlite3'}"
     migrate(url)
     engine = make_engine(url)
     journal = Journal(engine, node="fs1", notify=lambda items: None)
     journal.start()
-    port = RecordingPort()
-    service = CallService(journal=journal, port=port, engine=engine, node="fs1",
+    service = CallService(journal=journal, port=(port := RecordingPort()), engine=engine, node="fs1",
                           gateways=GATEWAYS, default_gateway="default")
-    built = Rig(service, journal, port, used={LIVE_CALL})
-    # One answered call for hangup, hold and mute to act on.
-    service.execute(_decode(TENANT, "originate", {"destination_number": "+15551230001", "call_id": LIVE_CALL}),
-                    Delivered(None, None))
-    EventPump(Queue(), journal).handle(
-        Event({"Event-Name": "CHANNEL_ANSWER", "Unique-ID": LIVE_CALL,
-               "Event-Date-Timestamp": "1700000000000000"}, None, encoded=False))
-    journal.run(lambda unit: None)
-    yield built
-    journal.stop()
-    engine.dispose()
+    try:
+        yield Rig(service, journal, port)
+    finally:
+        journal.stop()
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    """The originate test's rig: one answered call, then every call the examples place."""
+    with _new_rig(tmp_path_factory.mktemp("originate")) as built:
+        built.place(TENANT, LIVE_CALL, answered=True)
+        yield built
+
+
+@pytest.fixture(scope="module")
+def call_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    """The hangup, hold and mute test's own rig: three calls, and no example adds one."""
+    with _new_rig(tmp_path_factory.mktemp("call-commands")) as built:
+        built.place(TENANT, LIVE_CALL, answered=True)
+        built.place(TENANT, RINGING_CALL, answered=False)
+        built.place(OTHER_TENANT, OTHER_TENANT_CALL, answered=True)
+        yield built
 
 
 def _decode(tenant: str, command_type: str, fields: dict[str, Any]) -> Any:
@@ -140,7 +183,11 @@ def _assert_refused(outcome: Any, sent: list[bytes]) -> None:
 
 # ---------------------------------------------------------- what is drawn
 
-live_call = st.sampled_from([LIVE_CALL, LIVE_CALL.upper(), LIVE_CALL[:8].upper() + LIVE_CALL[8:]])
+def _spellings(call_id: str) -> list[str]:
+    return [call_id, call_id.upper(), call_id[:8].upper() + call_id[8:]]
+
+
+known_call = st.sampled_from([s for c in (LIVE_CALL, RINGING_CALL, OTHER_TENANT_CALL) for s in _spellings(c)])
 ORIGINATE_VALID: dict[str, st.SearchStrategy[Any]] = {
     "tenant": st.one_of(st.just(TENANT), st.from_regex(TENANT_NAME, fullmatch=True)),
     "destination_number": phones,
@@ -202,7 +249,7 @@ def test_originate_sends_one_clean_dial_string_or_nothing(
     fields = {k: v for k, v in values.items() if v is not MISSING}
     tenant = fields.pop("tenant")
     body = {**smuggled, **fields}
-    expected_ok = _originate_ok(fields, tenant, rig.used)
+    expected_ok = _originate_ok(fields, tenant, set(rig.calls))
 
     def run() -> Any:
         command = _decode(tenant, "originate", body)
@@ -215,7 +262,7 @@ def test_originate_sends_one_clean_dial_string_or_nothing(
         return
     assert not isinstance(outcome, ContractError), (outcome, body)
     call_id = outcome["result"]["call_id"]
-    rig.used.add(call_id)
+    rig.calls[call_id] = Placed(tenant, answered=False)
     assert len(sent) == 1
     line, headers = split_frame(sent[0])
     assert line.startswith("bgapi ") and headers == {"Job-UUID": call_id}
@@ -236,22 +283,33 @@ def test_originate_sends_one_clean_dial_string_or_nothing(
 
 causes = st.sampled_from(sorted(HANGUP_CAUSES))
 CALL_VALID: dict[str, st.SearchStrategy[Any]] = {
-    "call_id": st.one_of(live_call, uuids_any_case),
+    "call_id": st.one_of(known_call, uuids_any_case),
     "cause": st.one_of(st.just(MISSING), causes),
     "flag": st.one_of(st.just(MISSING), st.booleans()),
 }
 CALL_WILD: dict[str, st.SearchStrategy[Any]] = {
-    "call_id": st.one_of(nasty(live_call), json_values),
+    "call_id": st.one_of(nasty(known_call), json_values),
     "cause": st.one_of(nasty(causes), st.sampled_from(["normal_clearing", "NONE", "USER_BUSY "]), json_values),
     "flag": st.one_of(json_values, st.sampled_from(["true", "off", 1, 0])),
 }
 
 
+def _refusal(rig: Rig, tenant: str, command_type: str, call_id: str) -> ErrorCode | None:
+    """The error a valid hangup, hold or mute of ``call_id`` by ``tenant`` must answer; None: ok."""
+    placed = rig.calls.get(call_id)
+    if placed is None or placed.tenant != tenant:
+        return ErrorCode.CALL_NOT_FOUND  # another tenant's call does not exist for this one
+    if command_type in ("hold", "mute") and not placed.answered:
+        return ErrorCode.CALL_NOT_ACTIVE  # only an answered call can be held or muted
+    return None
+
+
 @FUZZ
 @given(command_type=st.sampled_from(["hangup", "hold", "mute"]), values=some_wild(CALL_VALID, CALL_WILD))
 def test_hangup_hold_and_mute_send_one_clean_command_or_nothing(
-    rig: Rig, command_type: str, values: dict[str, Any]
+    call_rig: Rig, command_type: str, values: dict[str, Any]
 ) -> None:
+    rig = call_rig
     call_id, cause, flag = values["call_id"], values["cause"], values["flag"]
     fields: dict[str, Any] = {"call_id": call_id}
     flag_name = {"hangup": None, "hold": "hold", "mute": "muted"}[command_type]
@@ -275,11 +333,12 @@ def test_hangup_hold_and_mute_send_one_clean_command_or_nothing(
         return
     assert not isinstance(outcome, ContractError), (outcome, fields)
     target = call_id.lower()
-    if target not in rig.used:
-        assert outcome["error"]["code"] == ErrorCode.CALL_NOT_FOUND and sent == []
+    refusal = _refusal(rig, TENANT, command_type, target)
+    if refusal is not None:
+        assert not outcome["ok"] and outcome["error"]["code"] == refusal, outcome
+        assert sent == []
         return
-    # The answered call, or one placed by the originate test (still initiated).
-    assert outcome["ok"] is (target == LIVE_CALL or command_type == "hangup"), outcome
+    assert outcome["ok"], outcome
     assert len(sent) <= 1
     for payload in sent:
         line, headers = split_frame(payload)
