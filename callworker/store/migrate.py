@@ -1,7 +1,9 @@
 """Bring the database schema to the newest revision, programmatically.
 
-The revisions live in `migrations/` next to the package. alembic.ini is for
-operators and is never read here, and logging is left as the caller set it up.
+The revisions live in `callworker/store/migrations/`, inside the package, so an
+installed worker (a wheel, a plain `pip install`) carries them. The Alembic
+configuration is built here; alembic.ini at the repository root is for developers
+and is never read, and logging is left as the caller set it up.
 """
 
 from __future__ import annotations
@@ -15,14 +17,13 @@ from alembic.config import Config
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
-import callworker
 from callworker.store.db import make_engine, unavailable
 
 __all__ = ["migrate", "migrate_engine", "MIGRATIONS_DIR"]
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(callworker.__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # alembic keeps the running migration in module globals, so two at once in one
 # process would trample each other. Across processes, env.py takes a database lock.

@@ -1,10 +1,12 @@
 """Alembic environment for callworker.
 
-Run programmatically by `callworker.store.migrate.migrate`, which hands over an open
-connection in `config.attributes["connection"]` and leaves logging alone. Operators
-may also run `alembic upgrade head` from the repository root: the URL then comes from
-`-x url=...`, `sqlalchemy.url` in alembic.ini, or CALLWORKER_DATABASE_URL, in that
-order, and alembic.ini configures logging.
+Run programmatically by `callworker.store.migrate.migrate` (`callworker migrate`,
+`callworker run`), which hands over an open connection in
+`config.attributes["connection"]` and leaves logging alone. Developers may also run
+`alembic upgrade head` (or `alembic revision`) from the repository root, whose
+alembic.ini points here: the URL then comes from `-x url=...`, `sqlalchemy.url` in
+alembic.ini, or CALLWORKER_DATABASE_URL, in that order, and alembic.ini configures
+logging.
 """
 
 from __future__ import annotations
