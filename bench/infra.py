@@ -274,6 +274,7 @@ class WorkerProcess:
             "CALLWORKER_HTTP_PORT": str(self.http_port),
             "CALLWORKER_SOCKET_HOST": "127.0.0.1",
             "CALLWORKER_SOCKET_PORT": str(free_port()),
+            "CALLWORKER_FLASHCALL_HMAC_KEY": "bench-flashcall-hmac-key",
             **self.env,
         }
         command = self.command or [str(BIN / "callworker"), "--log-level", "WARNING", "run"]

@@ -44,6 +44,8 @@ class Worker:
     """One worker process bound to one FreeSWITCH node."""
 
     def __init__(self, settings: Settings) -> None:
+        # Refuse a missing secret before anything is touched (database, sockets).
+        settings.flashcall_key()
         self.settings = settings
         url = settings.database_url_value
         migrate(url)

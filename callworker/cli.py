@@ -19,6 +19,7 @@ import gevent  # noqa: E402
 from gevent.event import Event as Flag  # noqa: E402
 
 from callworker.config import Settings  # noqa: E402
+from callworker.errors import ConfigError  # noqa: E402
 
 __all__ = ["main"]
 
@@ -115,10 +116,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Exit status of a configuration the command refuses to run with (as argparse's usage errors).
+EXIT_CONFIG = 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _logging(args.log_level)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ConfigError as error:
+        # An operator's mistake, not a bug: one line that says what to set, no traceback.
+        print(f"callworker: {error}", file=sys.stderr, flush=True)
+        return EXIT_CONFIG
 
 
 if __name__ == "__main__":

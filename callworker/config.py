@@ -11,7 +11,12 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings", "mask_url"]
+from callworker.errors import ConfigError
+
+__all__ = ["MIN_HMAC_KEY_LENGTH", "Settings", "mask_url"]
+
+# Shorter keys can be guessed: the stored hashes of 4-digit codes would then give the codes.
+MIN_HMAC_KEY_LENGTH = 16
 
 
 def mask_url(url: str) -> str:
@@ -75,8 +80,9 @@ class Settings(BaseSettings):
     # Flash calls: the caller ID is a prefix from the pool followed by the code.
     flashcall_code_length: int = Field(default=4, ge=3, le=12)
     flashcall_cid_prefixes: Annotated[tuple[str, ...], NoDecode] = ("7487260",)
-    # The default is for development only; a warning is logged at start while it is used.
-    flashcall_hmac_key: SecretStr = SecretStr("callworker-development-flashcall-key")
+    # No default: codes are hashed with it, and a key anyone can read would make the
+    # stored hashes as good as the codes. `flashcall_key()` refuses to go on without one.
+    flashcall_hmac_key: SecretStr | None = None
     flashcall_ttl_s: float = Field(default=300.0, gt=0)
     flashcall_max_attempts: int = Field(default=3, ge=1)
     flashcall_ring_ms: int = Field(default=2000, ge=0)
@@ -135,6 +141,21 @@ class Settings(BaseSettings):
         if value not in ("plain", "json"):
             raise ValueError("esl_event_format must be plain or json")
         return value
+
+    def flashcall_key(self) -> bytes:
+        """The flash-call HMAC key; ConfigError when it is unset or too short to be a secret."""
+        key = self.flashcall_hmac_key.get_secret_value() if self.flashcall_hmac_key else ""
+        if not key.strip():
+            raise ConfigError(
+                "CALLWORKER_FLASHCALL_HMAC_KEY is not set: flash-call codes are stored as HMACs "
+                f"under this secret key (at least {MIN_HMAC_KEY_LENGTH} characters, e.g. from "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        if len(key) < MIN_HMAC_KEY_LENGTH:
+            raise ConfigError(
+                f"CALLWORKER_FLASHCALL_HMAC_KEY is too short: at least {MIN_HMAC_KEY_LENGTH} characters"
+            )
+        return key.encode("utf-8")
 
     @property
     def amqp_url_value(self) -> str:

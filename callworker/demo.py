@@ -8,6 +8,7 @@ as it arrives. Database: the embedded SQLite default (or CALLWORKER_DATABASE_URL
 from __future__ import annotations
 
 import os
+import secrets
 import time
 import uuid
 from typing import Any
@@ -100,6 +101,8 @@ def run_demo(*, hangup_after: float = 1.0) -> int:
     host, port = simulator.address
     settings = Settings(
         esl_host=host, esl_port=port, esl_password=SecretStr("ClueCon"), node_id="demo",
+        # Codes of this run only: a fresh key each time, never a known one.
+        flashcall_hmac_key=SecretStr(secrets.token_urlsafe(32)),
         http_port=int(os.environ.get("CALLWORKER_HTTP_PORT", "0")),
         socket_port=int(os.environ.get("CALLWORKER_SOCKET_PORT", "0")),
     )

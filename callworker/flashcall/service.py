@@ -89,10 +89,7 @@ class FlashcallService:
         self._engine = engine
         self._bus = bus
         self._node = settings.node_id
-        secret = settings.flashcall_hmac_key.get_secret_value()
-        default = Settings.model_fields["flashcall_hmac_key"].default.get_secret_value()
-        self._default_key = secret == default
-        self._key = secret.encode("utf-8")
+        self._key = settings.flashcall_key()
         self._code_length = settings.flashcall_code_length
         self._prefixes = settings.flashcall_cid_prefixes
         self._ttl = timedelta(seconds=settings.flashcall_ttl_s)
@@ -125,10 +122,6 @@ class FlashcallService:
         self.book.load()
 
     def start(self) -> None:
-        if self._default_key:
-            log.warning(
-                "flash calls use the development HMAC key: set CALLWORKER_FLASHCALL_HMAC_KEY"
-            )
         self.sweeper.start()
 
     def stop(self) -> None:

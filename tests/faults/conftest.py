@@ -68,6 +68,7 @@ def rig(pg_url: str, amqp_url: str) -> Iterator[Rig]:
         "CALLWORKER_HTTP_PORT": str(_free_port()), "CALLWORKER_SOCKET_PORT": str(_free_port()),
         "CALLWORKER_ESL_CONNECT_TIMEOUT_S": "2", "CALLWORKER_ESL_SEND_TIMEOUT_S": "3",
         "CALLWORKER_COMMAND_WORKERS": "32", "CALLWORKER_COMMAND_MAX_AGE_S": "60",
+        "CALLWORKER_FLASHCALL_HMAC_KEY": "faults-suite-flashcall-key",
     }
     # Not under pytest's basetemp: other pytest runs rotate it away while this one reads it.
     logs = Path(tempfile.mkdtemp(prefix="callworker-faults-"))

@@ -29,7 +29,7 @@ def make_settings(simulator: Simulator, database_url: str, amqp_url: str, **over
         amqp_url=amqp_url, database_url=database_url, esl_host=host, esl_port=port,
         node_id=f"node-{uuid.uuid4().hex[:8]}", http_host="127.0.0.1", http_port=0,
         command_workers=16, esl_connect_timeout_s=2.0, esl_send_timeout_s=3.0,
-        socket_host="127.0.0.1", socket_port=0,
+        socket_host="127.0.0.1", socket_port=0, flashcall_hmac_key="integration-flashcall-key",
     )
     values.update(overrides)
     return Settings(**values)

@@ -532,11 +532,3 @@ def test_concurrent_creates_for_one_phone_respect_the_cooldown(
     assert sum(r["ok"] for r in replies) == 1
     assert {r["error"]["code"] for r in replies if not r["ok"]} == {"RATE_LIMITED"}
 
-
-def test_the_development_key_is_warned_about(
-    flash: Start, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.WARNING, logger="callworker")
-    default = Settings.model_fields["flashcall_hmac_key"].default.get_secret_value()
-    flash(flashcall_hmac_key=default)
-    assert any("development HMAC key" in r.getMessage() for r in caplog.records)

@@ -1,9 +1,10 @@
 """docker/: the worker image and the compose stack, read as Docker and Compose read them.
 
 Compose values are interpolated as Compose does (`${VAR}`, `${VAR:-default}`,
-`${VAR-default}`, nesting, `$$`), once with an empty environment (the defaults) and once
-with docker/.env.example, and the results are checked against the worker's settings and
-the FreeSWITCH configuration they are meant to fit.
+`${VAR-default}`, `${VAR:?error}`, `${VAR?error}`, nesting, `$$`), once with only the
+required secrets set (everything else at its default) and once with docker/.env.example
+with those secrets filled in, and the results are checked against the worker's settings
+and the FreeSWITCH configuration they are meant to fit.
 """
 
 from __future__ import annotations
@@ -39,7 +40,14 @@ NAMES = {
     "CALLWORKER_SOCKET_PORT",
     "CALLWORKER_GATEWAYS",
     "CALLWORKER_DEFAULT_GATEWAY",
+    "CALLWORKER_FLASHCALL_HMAC_KEY",
 }
+# What an operator must set: compose refuses to start without them (no known default).
+REQUIRED = {"ESL_PASSWORD": "esl0pass0from0env", "FLASHCALL_HMAC_KEY": "0123456789abcdef0123456789abcdef"}
+
+
+class ComposeRefused(Exception):
+    """Compose would stop here: a required variable is unset or empty."""
 
 
 def interpolate(text: str, env: Mapping[str, str]) -> str:
@@ -71,10 +79,12 @@ def _closing_brace(text: str, start: int) -> int:
 
 
 def _substitute(expression: str, env: Mapping[str, str]) -> str:
-    found = re.fullmatch(r"([A-Za-z_]\w*)(?:(:?-)(.*))?", expression, re.DOTALL)
+    found = re.fullmatch(r"([A-Za-z_]\w*)(?:(:?[-?])(.*))?", expression, re.DOTALL)
     assert found is not None, f"unsupported interpolation ${{{expression}}}"
     name, operator, default = found.groups()
     value = env.get(name)
+    if operator == ":?" and not value or operator == "?" and value is None:
+        raise ComposeRefused(f"required variable {name} is missing a value: {default}")
     if operator == ":-" and not value or operator == "-" and value is None:
         return interpolate(default, env)
     return value or ""
@@ -99,7 +109,11 @@ def _env_file(path: Path) -> dict[str, str]:
     return {key.strip(): value.strip() for key, value in pairs}
 
 
-ENVIRONMENTS = {"defaults": {}, "env.example": _env_file(DOCKER / ".env.example")}
+ENV_EXAMPLE = _env_file(DOCKER / ".env.example")
+ENVIRONMENTS = {
+    "required only": dict(REQUIRED),
+    "env.example": {**ENV_EXAMPLE, **{k: v for k, v in REQUIRED.items() if not ENV_EXAMPLE.get(k)}},
+}
 
 
 @pytest.fixture(params=sorted(ENVIRONMENTS))
@@ -149,7 +163,22 @@ def test_only_contract_variables_are_named_callworker() -> None:
 
 def test_env_example_lists_every_variable_compose_reads() -> None:
     read = set(re.findall(r"\$\{([A-Za-z_]\w*)", COMPOSE_TEXT.replace("$$", "")))
-    assert read == set(ENVIRONMENTS["env.example"])
+    assert read == set(ENV_EXAMPLE)
+
+
+@pytest.mark.parametrize("missing", sorted(REQUIRED))
+@pytest.mark.parametrize("value", [None, ""], ids=["unset", "empty"])
+def test_compose_refuses_to_start_without_each_secret(missing: str, value: str | None) -> None:
+    env = {k: v for k, v in ENVIRONMENTS["env.example"].items() if k != missing}
+    if value is not None:
+        env[missing] = value
+    with pytest.raises(ComposeRefused, match=missing):
+        _interpolated(yaml.safe_load(COMPOSE_TEXT), env)
+
+
+def test_env_example_leaves_the_secrets_to_the_operator() -> None:
+    # A value shipped here would be a published secret in every copy of it.
+    assert {name: ENV_EXAMPLE.get(name) for name in REQUIRED} == {name: "" for name in REQUIRED}
 
 
 def test_worker_settings_point_at_the_services(
@@ -170,6 +199,7 @@ def test_worker_settings_point_at_the_services(
     assert settings.esl_host in compose["services"]
     assert (settings.esl_port, settings.http_port, settings.socket_port) == (8021, 8080, 8084)
     assert settings.node_id
+    assert settings.flashcall_key()  # the worker starts with it
     assert settings.default_gateway in settings.gateways
     sofia = configuration(assemble().document, "sofia.conf")
     gateways = {g.get("name") for g in sofia.iter("gateway")}
@@ -194,7 +224,9 @@ def test_secrets_agree_between_the_worker_and_the_services(compose: dict[str, An
     )
     assert (
         worker["CALLWORKER_ESL_PASSWORD"] == environment(services["freeswitch"])["FS_ESL_PASSWORD"]
+        == REQUIRED["ESL_PASSWORD"]
     )
+    assert worker["CALLWORKER_FLASHCALL_HMAC_KEY"] == REQUIRED["FLASHCALL_HMAC_KEY"]
 
 
 def test_published_ports_match_the_contract(compose: dict[str, Any]) -> None:
