@@ -31,6 +31,7 @@ from callworker.errors import StoreUnavailable
 from callworker.esl.codec import Event
 from callworker.esl.connection import EslConnection
 from callworker.esl.outbound import OutboundServer
+from callworker.esl.peers import allow_list
 from callworker.flashcall import FlashcallService
 from callworker.http import HttpServer
 from callworker.store import delete_outbox, make_engine, migrate, pending_outbox, ping
@@ -99,9 +100,12 @@ class Worker:
             port=self.esl,
             settle_after_s=settings.inbound_settle_after_s,
         )
+        # Who may hand calls over on the dialplan socket (any other peer is closed at once).
+        self.socket_peers = allow_list(settings.socket_allow, settings.esl_host)
         self.socket_server = OutboundServer(
             settings.socket_host,
             settings.socket_port,
+            allow=self.socket_peers.allows,
             on_session=self.inbound.on_session,
             on_session_end=self.inbound.on_session_end,
         )
@@ -153,16 +157,18 @@ class Worker:
         self.bus.pause_consuming()
         self.bus.start()
         self.esl.start()
+        self.socket_peers.refresh()
         self.socket_server.start()
         self.http.start()
         log.info(
-            "worker %s started: FreeSWITCH %s:%s, RabbitMQ %s, HTTP :%s, dialplan socket :%s",
+            "worker %s started: FreeSWITCH %s:%s, RabbitMQ %s, HTTP :%s, dialplan socket %s:%s for %s",
             self.settings.node_id,
             self.settings.esl_host,
             self.settings.esl_port,
             mask_url(self.settings.amqp_url_value),
             self.http.port,
-            self.socket_server.address[1],
+            *self.socket_server.address,
+            self.socket_peers.describe(),
         )
 
     def stop(self, timeout: float = 15.0) -> None:

@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from callworker.errors import ConfigError
+from callworker.esl.peers import parse_networks
 
 __all__ = ["MIN_HMAC_KEY_LENGTH", "Settings", "mask_url"]
 
@@ -51,7 +52,11 @@ class Settings(BaseSettings):
     node_id: str = Field(default_factory=socket.gethostname)
     http_port: int = 8080
     socket_port: int = 8084
-    socket_host: str = "0.0.0.0"
+    # Loopback unless told: whoever reaches this port can pose as FreeSWITCH.
+    socket_host: str = "127.0.0.1"
+    # Addresses and networks (CIDR) that may hand calls over; none: FreeSWITCH's address
+    # (esl_host, resolved). Comma-separated in the environment.
+    socket_allow: Annotated[tuple[str, ...], NoDecode] = ()
     # After a caller hangs up during the hand-over, how long to wait before asking
     # FreeSWITCH whether the channel still exists.
     inbound_settle_after_s: float = 10.0
@@ -102,6 +107,22 @@ class Settings(BaseSettings):
     def _split_gateways(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("socket_allow", mode="before")
+    @classmethod
+    def _split_allow(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("socket_allow")
+    @classmethod
+    def _check_allow(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        try:
+            parse_networks(value)
+        except ValueError as exc:
+            raise ValueError(f"CALLWORKER_SOCKET_ALLOW: {exc}") from None
         return value
 
     @field_validator("flashcall_allowed_destinations", mode="before")

@@ -19,6 +19,10 @@ What the session says to FreeSWITCH, and why:
   shipped dialplan hangs up with NORMAL_TEMPORARY_FAILURE). That is how a call is
   refused, and why stopping the server ends the calls it holds.
 
+Only peers the allow-list admits get that far: any other connection is closed at
+once, before a byte is said or read (anyone reaching the port could otherwise pose
+as FreeSWITCH and have calls filed under any tenant).
+
 A port that cannot be bound raises ``ConfigError``; nothing here exits the process.
 """
 
@@ -203,18 +207,22 @@ class OutboundSession:
 class OutboundServer:
     """Accepts the dialplan's ``socket`` connections and hands each call to ``on_session``.
 
-    ``on_session(session)`` runs in the session's greenlet once the channel data
-    is read; returning ``False`` (or raising) refuses the call: the socket is
-    closed and FreeSWITCH goes on with the dialplan. ``on_session_end(session)``
-    runs when a taken session ends, except while the server is stopping.
+    ``allow(peer_host)`` says whether a peer may hand calls over at all (see
+    ``esl.peers``); one it refuses is closed at once. ``on_session(session)`` runs
+    in the session's greenlet once the channel data is read; returning ``False``
+    (or raising) refuses the call: the socket is closed and FreeSWITCH goes on with
+    the dialplan. ``on_session_end(session)`` runs when a taken session ends,
+    except while the server is stopping.
     """
 
     def __init__(
-        self, host: str, port: int, *, on_session: Callable[[OutboundSession], bool | None],
+        self, host: str, port: int, *, allow: Callable[[str], bool],
+        on_session: Callable[[OutboundSession], bool | None],
         on_session_end: Callable[[OutboundSession], None] | None = None,
         connect_timeout: float = 5.0, command_timeout: float = 5.0, backlog: int = 1024,
     ) -> None:
         self._bind = (host, port)
+        self._allow = allow
         self._on_session = on_session
         self._on_session_end = on_session_end
         self._connect_timeout = connect_timeout
@@ -224,6 +232,7 @@ class OutboundServer:
         self._sessions: set[OutboundSession] = set()
         self._stopping = False
         self.accepted = self.taken = self.refused = 0
+        self.strangers = 0  # connections closed at once: the peer is not allowed
 
     def start(self) -> None:
         """Bind and accept in the background; ``ConfigError`` if the address cannot be used."""
@@ -268,6 +277,13 @@ class OutboundServer:
     # ------------------------------------------------------------------ sessions
 
     def _handle(self, sock: socket.socket, address: Any) -> None:
+        peer = str(address[0]) if isinstance(address, tuple) else str(address)
+        if not self._allowed(peer):
+            self.strangers += 1
+            log.warning("dialplan socket: closed a connection from %s, which may not hand calls over "
+                        "(CALLWORKER_SOCKET_ALLOW)", peer)
+            sock.close()
+            return
         self.accepted += 1
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -291,6 +307,13 @@ class OutboundServer:
         finally:
             session.close("done")
             self._sessions.discard(session)
+
+    def _allowed(self, peer: str) -> bool:
+        try:
+            return self._allow(peer)
+        except Exception:
+            log.exception("could not tell whether %s may hand calls over; refused", peer)
+            return False
 
     def _hand_over(self, session: OutboundSession) -> bool:
         try:

@@ -23,10 +23,13 @@ from gevent.server import StreamServer
 from callworker.errors import ConfigError
 from callworker.esl.codec import Event, Frame, FrameParser, encode_command, parse_event
 from callworker.esl.outbound import OutboundServer, OutboundSession
+from callworker.esl.peers import PeerAllowList, parse_networks
 from callworker.simulator import Simulator
 
 WAIT = 5.0
 CAPTURE_UUID = "78b86350-4fb8-4d2b-a629-1eeafd7d2f74"
+# FreeSWITCH here is on 127.0.0.1; a client bound to 127.0.0.2 is a stranger.
+LOOPBACK = PeerAllowList(parse_networks(["127.0.0.1"])).allows
 
 
 def capture_frames(captures_dir: Path, prefix: str) -> list[bytes]:
@@ -65,7 +68,7 @@ def recorder() -> Recorder:
 
 @pytest.fixture
 def server(recorder: Recorder) -> Iterator[OutboundServer]:
-    srv = OutboundServer("127.0.0.1", 0, on_session=recorder.on_session,
+    srv = OutboundServer("127.0.0.1", 0, allow=LOOPBACK, on_session=recorder.on_session,
                          on_session_end=recorder.on_session_end, connect_timeout=1.0)
     srv.start()
     yield srv
@@ -73,10 +76,11 @@ def server(recorder: Recorder) -> Iterator[OutboundServer]:
 
 
 class FakeSwitch:
-    """FreeSWITCH's side of an outbound socket, scripted byte by byte."""
+    """FreeSWITCH's side of an outbound socket, scripted byte by byte (from ``source`` if given)."""
 
-    def __init__(self, address: tuple[str, int]) -> None:
-        self.sock = socket.create_connection(address, timeout=WAIT)
+    def __init__(self, address: tuple[str, int], source: str | None = None) -> None:
+        self.sock = socket.create_connection(address, timeout=WAIT,
+                                             source_address=(source, 0) if source else None)
 
     def expect_connect(self) -> None:
         data = b""
@@ -95,6 +99,13 @@ class FakeSwitch:
 
     def closed_by_peer(self) -> bool:
         return self.sock.recv(100) == b""
+
+    def closed_without_a_word(self) -> bool:
+        """Closed with nothing sent: a FIN, or a reset when what we sent was never read."""
+        try:
+            return self.sock.recv(100) == b""
+        except ConnectionResetError:
+            return True
 
     def close(self) -> None:
         self.sock.close()
@@ -160,7 +171,7 @@ def test_linger_notice_keeps_the_session_until_the_socket_closes(
 def test_a_refused_call_gets_its_socket_closed(captures_dir: Path) -> None:
     for answer in (lambda s: False, lambda s: 1 / 0):
         recorder = Recorder(answer)
-        srv = OutboundServer("127.0.0.1", 0, on_session=recorder.on_session,
+        srv = OutboundServer("127.0.0.1", 0, allow=LOOPBACK, on_session=recorder.on_session,
                              on_session_end=recorder.on_session_end)
         srv.start()
         try:
@@ -194,6 +205,49 @@ def test_a_peer_that_does_not_hand_over_a_call_is_dropped(
     assert recorder.sessions.empty() and server.taken == 0
 
 
+def test_a_peer_not_allowed_is_closed_before_anything_is_said_or_read(
+    captures_dir: Path, server: OutboundServer, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    stranger = FakeSwitch(server.address, source="127.0.0.2")
+    stranger.send(capture_frames(captures_dir, "15")[0])  # a channel, unasked
+    assert stranger.closed_without_a_word()  # never asked to connect, nothing read
+    assert (server.strangers, server.accepted) == (1, 0)
+    assert recorder.sessions.empty()
+    [line] = [r.getMessage() for r in caplog.records if r.name == "callworker.esl.outbound"]
+    assert "127.0.0.2" in line
+    # FreeSWITCH itself still hands calls over.
+    peer = FakeSwitch(server.address, source="127.0.0.1")
+    peer.expect_connect()
+    peer.send(capture_frames(captures_dir, "15")[0])
+    assert recorder.sessions.get(timeout=WAIT).uuid == CAPTURE_UUID
+    assert (server.strangers, server.accepted) == (1, 1)
+    peer.close()
+
+
+def test_an_allowed_network_admits_every_address_in_it(captures_dir: Path, recorder: Recorder) -> None:
+    srv = OutboundServer("127.0.0.1", 0, allow=PeerAllowList(parse_networks(["127.0.0.0/8"])).allows,
+                         on_session=recorder.on_session)
+    srv.start()
+    try:
+        peer = FakeSwitch(srv.address, source="127.0.0.2")
+        peer.expect_connect()
+        peer.send(capture_frames(captures_dir, "15")[0])
+        assert recorder.sessions.get(timeout=WAIT).uuid == CAPTURE_UUID
+        peer.close()
+    finally:
+        srv.stop()
+
+
+def test_an_allow_list_that_fails_refuses(recorder: Recorder) -> None:
+    srv = OutboundServer("127.0.0.1", 0, allow=lambda host: 1 / 0 > 0, on_session=recorder.on_session)
+    srv.start()
+    try:
+        peer = FakeSwitch(srv.address)
+        assert peer.closed_by_peer() and srv.strangers == 1
+    finally:
+        srv.stop()
+
+
 def test_commands_on_the_session_get_their_replies_in_order(
     captures_dir: Path, server: OutboundServer, recorder: Recorder
 ) -> None:
@@ -219,7 +273,7 @@ def test_a_port_in_use_raises_a_config_error_and_nothing_exits() -> None:
     holder.listen()
     try:
         port = holder.getsockname()[1]
-        srv = OutboundServer("127.0.0.1", port, on_session=lambda s: True)
+        srv = OutboundServer("127.0.0.1", port, allow=LOOPBACK, on_session=lambda s: True)
         with pytest.raises(ConfigError, match=f"127.0.0.1:{port}"):
             srv.start()
     finally:
@@ -237,7 +291,7 @@ def test_hand_over_waits_for_no_polling_interval(server: OutboundServer) -> None
 
 
 def test_stop_closes_every_session(captures_dir: Path, recorder: Recorder) -> None:
-    srv = OutboundServer("127.0.0.1", 0, on_session=recorder.on_session,
+    srv = OutboundServer("127.0.0.1", 0, allow=LOOPBACK, on_session=recorder.on_session,
                          on_session_end=recorder.on_session_end)
     srv.start()
     peer = FakeSwitch(srv.address)

@@ -38,7 +38,7 @@ class Hooked:
 
     def serve(self, on_session: Callable[[OutboundSession], Any]) -> OutboundServer:
         """Another outbound-socket server of this worker, with its own hand-over."""
-        server = OutboundServer("127.0.0.1", 0, on_session=on_session,
+        server = OutboundServer("127.0.0.1", 0, allow=self.worker.socket_peers.allows, on_session=on_session,
                                 on_session_end=self.inbound.on_session_end)
         server.start()
         return server

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from callworker.config import Settings
+from callworker.esl.peers import allow_list
 from tests.unit.test_freeswitch_conf import acl_allows, assemble, configuration, params, route
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +42,8 @@ NAMES = {
     "CALLWORKER_GATEWAYS",
     "CALLWORKER_DEFAULT_GATEWAY",
     "CALLWORKER_FLASHCALL_HMAC_KEY",
+    "CALLWORKER_SOCKET_HOST",
+    "CALLWORKER_SOCKET_ALLOW",
 }
 # What an operator must set: compose refuses to start without them (no known default).
 REQUIRED = {"ESL_PASSWORD": "esl0pass0from0env", "FLASHCALL_HMAC_KEY": "0123456789abcdef0123456789abcdef"}
@@ -227,6 +230,21 @@ def test_secrets_agree_between_the_worker_and_the_services(compose: dict[str, An
         == REQUIRED["ESL_PASSWORD"]
     )
     assert worker["CALLWORKER_FLASHCALL_HMAC_KEY"] == REQUIRED["FLASHCALL_HMAC_KEY"]
+
+
+def test_freeswitch_may_hand_calls_to_the_worker_and_nobody_else(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = compose["services"]
+    for key, value in environment(services["worker"]).items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    # FreeSWITCH is another container: the socket must listen beyond loopback ...
+    assert settings.socket_host == "0.0.0.0"
+    assert environment(services["freeswitch"])["FS_CALLWORKER_HOST"] == "worker"
+    # ... and admit the freeswitch service's address only (the worker resolves the name).
+    assert settings.socket_allow == () and settings.esl_host == "freeswitch"
+    assert allow_list(settings.socket_allow, settings.esl_host).describe().startswith("the addresses of freeswitch")
 
 
 def test_published_ports_match_the_contract(compose: dict[str, Any]) -> None:
