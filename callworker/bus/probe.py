@@ -88,24 +88,32 @@ class Probe:
         reply: bool = True,
         correlation_id: str | None = None,
         timestamp: int | None = None,
+        stamped: bool = True,
     ) -> str:
-        """Publish any bytes as a command; returns the correlation id used."""
+        """Publish any bytes as a command; returns the correlation id used.
+
+        The AMQP timestamp is ``timestamp``, or now; none at all when not ``stamped``.
+        """
         correlation_id = correlation_id or str(uuid.uuid4())
+        if stamped and timestamp is None:
+            timestamp = int(time.time())
         properties = pika.BasicProperties(
             content_type="application/json",
             delivery_mode=2,
             reply_to=self.reply_queue if reply else None,
             correlation_id=correlation_id,
-            timestamp=timestamp if timestamp is not None else int(time.time()),
+            timestamp=timestamp if stamped else None,
         )
         with self._lock:
             self._pub_channel.basic_publish(COMMANDS_EXCHANGE, routing_key, body, properties)
         return correlation_id
 
-    def send(self, tenant: str, command_type: str, *, reply: bool = True, **fields: Any) -> dict[str, Any]:
+    def send(self, tenant: str, command_type: str, *, reply: bool = True, timestamp: int | None = None,
+             stamped: bool = True, **fields: Any) -> dict[str, Any]:
         """Publish a contract command; returns its body (with the generated command_id)."""
         body = {"v": 1, "command_id": str(uuid.uuid4()), "type": command_type, **fields}
-        self.publish_raw(f"{tenant}.{command_type}", json.dumps(body).encode(), reply=reply)
+        self.publish_raw(f"{tenant}.{command_type}", json.dumps(body).encode(), reply=reply,
+                         timestamp=timestamp, stamped=stamped)
         return body
 
     # ------------------------------------------------------------- waiting

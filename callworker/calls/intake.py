@@ -53,7 +53,10 @@ __all__ = ["Intake", "ROUTING_KEY_HEADER"]
 log = logging.getLogger("callworker.intake")
 
 # A command forwarded to the node that holds its call keeps what the default
-# exchange would lose: its routing key, reply_to and publish time.
+# exchange would lose: its routing key, reply_to and publish time. The publish time
+# (the original AMQP timestamp, or the first receipt when it had none; epoch
+# seconds) is what the owner measures the command's age from: forwarding stamps a
+# timestamp of its own, which would let every forward restart the maximum age.
 ROUTING_KEY_HEADER = "x-callworker-routing-key"
 REPLY_TO_HEADER = "x-callworker-reply-to"
 PUBLISHED_AT_HEADER = "x-callworker-published-at"
@@ -186,7 +189,7 @@ class Intake:
         # of this command delivered meanwhile waits above instead of executing too.
         flag = self._inflight[key] = Flag()
         try:
-            return self._run_claimed(command, delivery, routing_key, to)
+            return self._run_claimed(command, delivery, routing_key, to, received_at)
         finally:
             del self._inflight[key]
             flag.set()
@@ -197,6 +200,7 @@ class Intake:
         delivery: Delivery,
         routing_key: str,
         to: Delivered,
+        received_at: datetime,
     ) -> bool:
         """The attempt, once no other copy of the command is in hand; True when settled."""
         # An originate's commit is its own lookup (written fresh: a command id or
@@ -211,7 +215,7 @@ class Intake:
                 return True
         owner = None if _from_node_queue(delivery) else self._owner_of(command)
         if owner is not None:
-            self._forward(delivery, owner)
+            self._forward(delivery, owner, received_at)
             return True
         if self._service.needs_freeswitch(command.type) and not self._freeswitch_ready(0):
             raise FreeSwitchUnavailable("FreeSWITCH is not connected")
@@ -222,7 +226,7 @@ class Intake:
         except HeldElsewhere as moved:
             if _from_node_queue(delivery):
                 raise  # owners disagree: never bounce between nodes
-            self._forward(delivery, moved.node)
+            self._forward(delivery, moved.node, received_at)
             return True
         except ContractError as error:
             self._refuse(delivery, routing_key, error)
@@ -258,18 +262,20 @@ class Intake:
         self._bus.ack(delivery)
         return True
 
-    def _forward(self, delivery: Delivery, owner: str) -> None:
+    def _forward(self, delivery: Delivery, owner: str, received_at: datetime) -> None:
         """Hand the command to the node that holds its call (its own durable queue).
 
         Only the owner can act on its FreeSWITCH and only it publishes the call's
-        events; the owner answers the reply_to itself.
+        events; the owner answers the reply_to itself, and measures the command's
+        age from when it was first published (or received), not from this forward.
         """
         headers = dict(delivery.headers)
         headers[ROUTING_KEY_HEADER] = delivery.routing_key
         if delivery.reply_to:
             headers[REPLY_TO_HEADER] = delivery.reply_to
-        if delivery.timestamp:
-            headers[PUBLISHED_AT_HEADER] = delivery.timestamp
+        published = _published_at(delivery.timestamp) or received_at
+        # Whole seconds, as AMQP timestamps are: rounded down, the command only looks older.
+        headers[PUBLISHED_AT_HEADER] = int(published.timestamp())
         self._bus.publish_and_wait(
             "",
             node_queue(owner),
@@ -379,18 +385,20 @@ def _from_node_queue(delivery: Delivery) -> bool:
 
 
 def _unforwarded(delivery: Delivery) -> Delivery:
-    """A forwarded delivery as it was first published (routing key, reply_to, time)."""
+    """A forwarded delivery as it was first published (routing key, reply_to, publish time)."""
     headers = delivery.headers
     # Only a worker forwards (to a node queue); on the shared queue these headers are
     # the publisher's own and would let it name another tenant.
     if not _from_node_queue(delivery) or ROUTING_KEY_HEADER not in headers:
         return delivery
     stamp = headers.get(PUBLISHED_AT_HEADER)
+    first_published = stamp if isinstance(stamp, int) and not isinstance(stamp, bool) and stamp > 0 else None
     return dataclasses.replace(
         delivery,
         routing_key=str(headers[ROUTING_KEY_HEADER]),
         reply_to=delivery.reply_to or _text(headers.get(REPLY_TO_HEADER)),
-        timestamp=delivery.timestamp or (int(stamp) if isinstance(stamp, int) else None),
+        # The age counts from the first publish, not from the forward's own timestamp.
+        timestamp=first_published or delivery.timestamp,
     )
 
 
