@@ -63,7 +63,7 @@ def switch_settings(switch: RealSwitch, database_url: str, amqp_url: str, **over
         node_id=f"fs-{uuid.uuid4().hex[:8]}", http_host="127.0.0.1", http_port=0,
         socket_host="127.0.0.1", socket_port=switch.ports.socket,
         command_workers=16, esl_connect_timeout_s=3.0, esl_send_timeout_s=5.0,
-        gateways=("default",), default_gateway="default",
+        gateways=("default",), default_gateway="default", flashcall_hmac_key="real-tier-flashcall-key",
     )
     values.update(overrides)
     return Settings(**values)
