@@ -82,7 +82,8 @@ def test_epoch_zero_means_never() -> None:
 # ------------------------------------------- the batched read against one get per field
 
 _CDR_HEADERS = (
-    "Caller-Orig-Caller-ID-Name", "Caller-Orig-Caller-ID-Number", "Caller-Caller-ID-Name", "Caller-Caller-ID-Number", "Caller-Destination-Number", "Hangup-Cause",
+    "Caller-Orig-Caller-ID-Name", "Caller-Orig-Caller-ID-Number", "Caller-Caller-ID-Name",
+    "Caller-Caller-ID-Number", "Caller-Destination-Number", "Hangup-Cause",
     "variable_start_uepoch", "variable_answer_uepoch", "variable_end_uepoch", "variable_duration",
     "variable_billsec", "variable_billmsec", "variable_hangup_cause", "variable_hangup_cause_q850",
     "variable_sip_hangup_disposition", "variable_progress_uepoch", "variable_progress_media_uepoch",
