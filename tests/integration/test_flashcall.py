@@ -34,7 +34,7 @@ from callworker.store import (
     order_history,
     write_batch,
 )
-from tests.integration.conftest import dead_letters, make_settings
+from tests.integration.conftest import dead_letter_command_ids, make_settings
 
 pytestmark = pytest.mark.integration
 
@@ -168,12 +168,12 @@ def wrong(code: str) -> str:
 
 def assert_refused(reply: Received, code: str, amqp_url: str) -> None:
     assert reply["ok"] is False and reply["error"]["code"] == code, reply
-    ids = {json.loads(body).get("command_id") for _props, body in dead_letters(amqp_url)}
+    ids = dead_letter_command_ids(amqp_url)
     assert reply["command_id"] not in ids, "a refusal for the state of things is not dead-lettered"
 
 
 def assert_dead_lettered(reply: Received, amqp_url: str) -> None:
-    ids = {json.loads(body).get("command_id") for _props, body in dead_letters(amqp_url)}
+    ids = dead_letter_command_ids(amqp_url)
     assert reply["command_id"] in ids
 
 
