@@ -33,6 +33,17 @@ _VAR_VALUE = re.compile(r"[A-Za-z0-9._:+-]{0,128}\Z")
 # some (api_on_answer, execute_on_answer, api_hangup_hook, transfer_after_bridge, ...)
 # as a command, and one safe word such as "hupall" is a whole command.
 _OWN_VARIABLE_PREFIX = "callworker_"
+# A hidden caller ID, as carriers honour it (RFC 3323/3325). FreeSWITCH's privacy flags
+# alone change only the Remote-Party-ID; the From header would still carry the number
+# and the name. So the From is anonymous, and the real number goes to the carrier in
+# P-Asserted-Identity (sip_cid_type=pid; "screen" makes it asserted rather than
+# preferred) with "Privacy: id", which tells it to withhold the number from the callee.
+_PRIVACY = (
+    ("origination_privacy", "screen:hide_name:hide_number"),
+    ("sip_cid_type", "pid"),
+    ("sip_invite_from_uri", "sip:anonymous@anonymous.invalid"),
+    ("sip_from_display", "Anonymous"),
+)
 _INERT_VARIABLES: frozenset[str] = frozenset()
 
 
@@ -85,7 +96,7 @@ def originate(
             ("origination_caller_id_name", f"'{_check(_CID_NAME, caller_id_name, 'name')}'")
         )
     if privacy:
-        pairs.append(("origination_privacy", "hide_name:hide_number"))
+        pairs.extend(_PRIVACY)
     for name, value in (variables or {}).items():
         pairs.append((_check_variable_name(name), _check(_VAR_VALUE, value, "variable value")))
     block = ",".join(f"{name}={value}" for name, value in pairs)

@@ -21,6 +21,7 @@ __all__ = [
     "MISSING",
     "NAME",
     "PHONE",
+    "PRIVACY_VARIABLES",
     "SERVICE_VARIABLES",
     "TENANT_NAME",
     "UUID_ANY_CASE",
@@ -61,9 +62,15 @@ SERVICE_VARIABLES = {
     "ignore_early_media": "true",
     "origination_caller_id_number": PHONE,
     "origination_caller_id_name": f"'{NAME}'",
-    "origination_privacy": "hide_name:hide_number",
+    "origination_privacy": "screen:hide_name:hide_number",
+    "sip_cid_type": "pid",
+    "sip_invite_from_uri": "sip:anonymous@anonymous.invalid",
+    "sip_from_display": "Anonymous",
     "callworker_tenant": TENANT_NAME,
 }
+# A private call carries all of these and any other call none: an anonymous From, and
+# the number in P-Asserted-Identity with "Privacy: id".
+PRIVACY_VARIABLES = frozenset({"origination_privacy", "sip_cid_type", "sip_invite_from_uri", "sip_from_display"})
 EXTRA_VARIABLE = re.compile(r"callworker_[a-z0-9_]{0,53}")
 EXTRA_VALUE = r"[A-Za-z0-9._:+-]{0,128}"
 

@@ -46,6 +46,7 @@ from tests.security.eslgrammar import (
     MISSING,
     NAME,
     PHONE,
+    PRIVACY_VARIABLES,
     TENANT_NAME,
     UUID_ANY_CASE,
     UUID_LOWER,
@@ -277,7 +278,8 @@ def test_originate_sends_one_clean_dial_string_or_nothing(
     assert variables.get("origination_caller_id_number") == fields.get("caller_id_number")
     name = fields.get("caller_id_name")
     assert variables.get("origination_caller_id_name") == (f"'{name}'" if name else None)
-    assert ("origination_privacy" in variables) is bool(fields.get("privacy"))
+    hidden = PRIVACY_VARIABLES & set(variables)
+    assert hidden == (PRIVACY_VARIABLES if fields.get("privacy") else set())
     assert variables["callworker_tenant"] == tenant
 
 

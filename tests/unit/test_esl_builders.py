@@ -67,7 +67,8 @@ def test_originate_with_every_option() -> None:
         f"originate {{origination_uuid={CALL},originate_timeout=45,ignore_early_media=true,"
         "origination_caller_id_number=+15550001111,"
         "origination_caller_id_name='Acme Support',"
-        "origination_privacy=hide_name:hide_number,"
+        "origination_privacy=screen:hide_name:hide_number,sip_cid_type=pid,"
+        "sip_invite_from_uri=sip:anonymous@anonymous.invalid,sip_from_display=Anonymous,"
         "callworker_tenant=t-42,callworker_flow=x}"
         "sofia/gateway/carrier-1.eu/+4930123456 &park()"
     )
