@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from callworker.bus.client import AmqpClient
 from callworker.bus.relay import OutboxItem, OutboxRelay
 from callworker.calls.fsevents import SUBSCRIBED_EVENTS, EventPump
-from callworker.calls.hooks import Hooks, hook_subscription
+from callworker.calls.hooks import HOOK_EVENTS, Hooks, hook_subscription
 from callworker.calls.inbound import InboundCalls
 from callworker.calls.intake import Intake
 from callworker.calls.journal import Journal
@@ -92,7 +92,8 @@ class Worker:
         )
         self.pump = EventPump(self.esl_events, self.journal)
         self.hooks = Hooks(self.journal)
-        self.pump.on("CUSTOM", self.hooks.handle)
+        for name in HOOK_EVENTS:
+            self.pump.on(name, self.hooks.handle)
         self.inbound = InboundCalls(
             journal=self.journal,
             node=settings.node_id,

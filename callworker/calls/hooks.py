@@ -1,4 +1,4 @@
-"""Dialplan hooks: CUSTOM events ``callworker::<name>`` republished as ``hook.<name>``.
+"""Dialplan hooks: events of subclass ``callworker::<name>`` republished as ``hook.<name>``.
 
 A dialplan reports something about a call with the ``event`` application::
 
@@ -6,7 +6,9 @@ A dialplan reports something about a call with the ``event`` application::
             data="Event-Name=CUSTOM,Event-Subclass=callworker::survey_done,survey_score=5"/>
 
 and the worker publishes ``<tenant>.hook.survey_done.<call_id>`` with the call's
-next ``seq`` and ``data`` = ``{"survey_score": "5"}``.
+next ``seq`` and ``data`` = ``{"survey_score": "5"}``. Without ``Event-Name=CUSTOM``
+among its values the same application fires CHANNEL_APPLICATION carrying the same
+subclass and headers; that form is a hook too (HOOK_EVENTS).
 
 Which headers are "its headers": the ones the dialplan set. An event from the
 ``event`` app also carries FreeSWITCH's common headers, the channel data, the
@@ -22,8 +24,8 @@ to 64 headers; anything else is dropped with a warning. Values are strings, as
 the dialplan wrote them (URL-decoded).
 
 Published only for live calls of this node with a hook name of 1-64
-``A-Z a-z 0-9 _ -``; a CUSTOM event of another subclass, on a call this worker
-does not hold, or with a bad name is ignored.
+``A-Z a-z 0-9 _ -``; an event of another subclass, on a call this worker does
+not hold, or with a bad name is ignored.
 
 Subscribing: mod_event_socket delivers a CUSTOM event that has a subclass only
 to a listener that named the subclass after ``CUSTOM`` or took ``ALL``;
@@ -31,7 +33,9 @@ to a listener that named the subclass after ``CUSTOM`` or took ``ALL``;
 no wildcard. ``hook_subscription`` therefore turns the worker's event list into
 ``ALL`` narrowed by filters, which FreeSWITCH applies before it queues an event:
 one ``Event-Name`` filter per event the worker uses, and ``Event-Subclass
-/^callworker::/``. Any hook name then arrives with nothing to configure.
+/^callworker::/``, which lets both forms of the ``event`` application through
+(CUSTOM and CHANNEL_APPLICATION with a ``callworker::`` subclass) and no other
+CHANNEL_APPLICATION. Any hook name then arrives with nothing to configure.
 """
 
 from __future__ import annotations
@@ -48,11 +52,13 @@ from callworker.contract import hook_event_type, utcnow
 from callworker.errors import ProtocolError
 from callworker.esl.codec import Event
 
-__all__ = ["HOOK_PREFIX", "Hooks", "hook_data", "hook_name", "hook_subscription"]
+__all__ = ["HOOK_EVENTS", "HOOK_PREFIX", "Hooks", "hook_data", "hook_name", "hook_subscription"]
 
 log = logging.getLogger("callworker.hooks")
 
 HOOK_PREFIX = "callworker::"
+# What the event application fires: CUSTOM with Event-Name=CUSTOM, else CHANNEL_APPLICATION.
+HOOK_EVENTS = ("CUSTOM", "CHANNEL_APPLICATION")
 _MAX_HEADERS = 64
 _MAX_VALUE = 2048
 _HEADER_NAME = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
@@ -73,9 +79,9 @@ def hook_subscription(events: Sequence[str]) -> tuple[tuple[str, ...], list[tupl
 
 
 def hook_name(event: Event) -> str | None:
-    """``<name>`` of a ``callworker::<name>`` CUSTOM event, else None (not validated)."""
+    """``<name>`` of a ``callworker::<name>`` hook event, else None (not validated)."""
     subclass = event.subclass or ""
-    if event.name != "CUSTOM" or not subclass.startswith(HOOK_PREFIX):
+    if event.name not in HOOK_EVENTS or not subclass.startswith(HOOK_PREFIX):
         return None
     return subclass[len(HOOK_PREFIX):]
 
@@ -103,7 +109,8 @@ def hook_data(event: Event) -> dict[str, str]:
 
 
 class Hooks:
-    """The pump's CUSTOM handler: ``pump.on("CUSTOM", hooks.handle)``."""
+    """The pump's handler of HOOK_EVENTS: ``pump.on("CUSTOM", hooks.handle)`` and the same for
+    CHANNEL_APPLICATION."""
 
     def __init__(self, journal: Journal) -> None:
         self._journal = journal

@@ -205,6 +205,15 @@ def test_hook_name_only_for_callworker_custom_events() -> None:
     assert hook_name(channel(**{"Event-Name": "CUSTOM", "Event-Subclass": "callworker::"})) == ""
 
 
+def test_the_event_app_without_event_name_is_a_hook_too() -> None:
+    """Without Event-Name=CUSTOM the event application fires CHANNEL_APPLICATION."""
+    fired = channel(**{"Event-Name": "CHANNEL_APPLICATION", "Event-Subclass": "callworker::menu_choice",
+                       "digit": "2"})
+    assert hook_name(fired) == "menu_choice" and hook_data(fired) == {"digit": "2"}
+    assert hook_name(channel(**{"Event-Name": "CHANNEL_APPLICATION"})) is None
+    assert hook_name(channel(**{"Event-Name": "CHANNEL_APPLICATION", "Event-Subclass": "other::x"})) is None
+
+
 # ---------------------------------------------------------------------- subscribing
 
 
@@ -231,6 +240,7 @@ def test_hook_subscription_is_all_narrowed_to_the_workers_events_and_hooks() -> 
     wanted = {
         ("CUSTOM", "callworker::survey_done"): True, ("CUSTOM", "sofia::register"): False,
         ("CUSTOM", None): False, ("CHANNEL_ANSWER", None): True,
+        ("CHANNEL_APPLICATION", "callworker::menu_choice"): True, ("CHANNEL_APPLICATION", None): False,
         ("CHANNEL_HANGUP_COMPLETE", None): True, ("BACKGROUND_JOB", None): True,
         ("CHANNEL_STATE", None): False, ("HEARTBEAT", None): False,
     }
