@@ -366,6 +366,15 @@ def test_documented_number_routes_as_documented(
         assert result.actions.index((application, data)) < len(result.actions) - 1
 
 
+@pytest.mark.parametrize("number", sorted({row[1] for row in ROUTES if row[0] == "public" and row[2] != "—"}))
+def test_inbound_calls_are_answered_before_the_hand_over(number: str) -> None:
+    """A caller is not left in silence while the worker takes the call (it cannot answer)."""
+    actions = [application for application, _ in route(assemble().document, "public", number).actions]
+    assert "answer" in actions and "socket" in actions
+    assert actions.index("answer") < actions.index("socket")
+    assert set(actions[actions.index("answer") + 1 : actions.index("socket")]) <= {"set"}
+
+
 def test_inbound_calls_go_to_the_worker_named_in_the_environment() -> None:
     env = {"FS_CALLWORKER_HOST": "worker", "FS_CALLWORKER_SOCKET_PORT": "9084"}
     result = route(assemble(env).document, "public", "+15552001234")
