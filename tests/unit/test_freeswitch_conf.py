@@ -335,9 +335,23 @@ def test_carrier_calls_enter_the_public_context_from_trunk_addresses_only() -> N
     assert not acl_allows(document, settings["apply-inbound-acl"], "203.0.113.7")
 
 
-def test_rtp_port_range_is_usable() -> None:
+# Calls per second the worker is published to place (the benchmark and the README); a
+# click-to-call takes two sessions.
+PUBLISHED_CALLS_PER_SECOND = 500
+
+
+def test_rtp_port_range_holds_max_sessions() -> None:
+    """Each session takes an even port for RTP and the odd one above it for RTCP."""
     settings = params(configuration(assemble().document, "switch.conf").find("settings"))
-    assert 1024 < int(settings["rtp-start-port"]) < int(settings["rtp-end-port"]) < 65536
+    start, end = int(settings["rtp-start-port"]), int(settings["rtp-end-port"])
+    assert 1024 < start < end < 65536 and start % 2 == 0
+    assert (end - start + 1) // 2 >= int(settings["max-sessions"]) >= 1000
+
+
+def test_sessions_per_second_admit_the_published_call_rate() -> None:
+    """Above it FreeSWITCH fails originates at once with DESTINATION_OUT_OF_ORDER."""
+    settings = params(configuration(assemble().document, "switch.conf").find("settings"))
+    assert int(settings["sessions-per-second"]) >= 2 * PUBLISHED_CALLS_PER_SECOND
 
 
 ROUTES = _documented_routes()
