@@ -9,7 +9,6 @@ and the FreeSWITCH configuration they are meant to fit.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import shlex
@@ -37,12 +36,13 @@ NAMES = {
     "CALLWORKER_ESL_PORT",
     "CALLWORKER_ESL_PASSWORD",
     "CALLWORKER_NODE_ID",
+    "CALLWORKER_HTTP_HOST",
     "CALLWORKER_HTTP_PORT",
+    "CALLWORKER_SOCKET_HOST",
     "CALLWORKER_SOCKET_PORT",
     "CALLWORKER_GATEWAYS",
     "CALLWORKER_DEFAULT_GATEWAY",
     "CALLWORKER_FLASHCALL_HMAC_KEY",
-    "CALLWORKER_SOCKET_HOST",
     "CALLWORKER_SOCKET_ALLOW",
 }
 # What an operator must set: compose refuses to start without them (no known default).
@@ -134,14 +134,24 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
 
 def published(service: dict[str, Any]) -> set[tuple[int, str]]:
     """Container ports published by a service, as (port, protocol)."""
-    ports: set[tuple[int, str]] = set()
+    return {(port, protocol) for _, port, protocol in published_on(service)}
+
+
+def published_on(service: dict[str, Any]) -> set[tuple[str, int, str]]:
+    """(host address, port, protocol) of each port a service publishes ("0.0.0.0": all)."""
+    ports: set[tuple[str, int, str]] = set()
     for entry in service.get("ports", []):
         spec, _, protocol = str(entry).partition("/")
-        first, _, last = spec.rsplit(":", 1)[-1].partition("-")
+        parts = spec.split(":")
+        address = parts[0] if len(parts) == 3 else "0.0.0.0"
+        first, _, last = parts[-1].partition("-")
         ports.update(
-            (port, protocol or "tcp") for port in range(int(first), int(last or first) + 1)
+            (address, port, protocol or "tcp") for port in range(int(first), int(last or first) + 1)
         )
     return ports
+
+
+ON_THE_HOST = ("freeswitch", "worker")  # network_mode: host
 
 
 def test_compose_names_its_services_and_their_dependencies(compose: dict[str, Any]) -> None:
@@ -193,13 +203,18 @@ def test_worker_settings_point_at_the_services(
         monkeypatch.setenv(key, value)
     settings = Settings()
     amqp, database = urlsplit(settings.amqp_url_value), urlsplit(settings.database_url_value)
-    assert (amqp.scheme, amqp.hostname, amqp.port) == ("amqp", "rabbitmq", 5672)
+    # On the host's network the worker reaches the services at the ports they publish.
+    assert (amqp.scheme, amqp.hostname, amqp.port) == ("amqp", "127.0.0.1", 5672)
     assert (database.scheme, database.hostname, database.port) == (
         "postgresql+psycopg",
-        "postgres",
+        "127.0.0.1",
         5432,
     )
-    assert settings.esl_host in compose["services"]
+    services = compose["services"]
+    assert (5672, "tcp") in published(services["rabbitmq"])
+    assert ("127.0.0.1", 5432, "tcp") in published_on(services["postgres"])
+    # FreeSWITCH shares the host's network with it: its event socket is on loopback.
+    assert settings.esl_host == "127.0.0.1"
     assert (settings.esl_port, settings.http_port, settings.socket_port) == (8021, 8080, 8084)
     assert settings.node_id
     assert settings.flashcall_key()  # the worker starts with it
@@ -239,19 +254,31 @@ def test_freeswitch_may_hand_calls_to_the_worker_and_nobody_else(
     for key, value in environment(services["worker"]).items():
         monkeypatch.setenv(key, value)
     settings = Settings()
-    # FreeSWITCH is another container: the socket must listen beyond loopback ...
-    assert settings.socket_host == "0.0.0.0"
-    assert environment(services["freeswitch"])["FS_CALLWORKER_HOST"] == "worker"
-    # ... and admit the freeswitch service's address only (the worker resolves the name).
-    assert settings.socket_allow == () and settings.esl_host == "freeswitch"
-    assert allow_list(settings.socket_allow, settings.esl_host).describe().startswith("the addresses of freeswitch")
+    # FreeSWITCH and its worker share the host's network: the socket stays on loopback ...
+    assert settings.socket_host == "127.0.0.1"
+    assert environment(services["freeswitch"])["FS_CALLWORKER_HOST"] == settings.socket_host
+    # ... and admits FreeSWITCH's address (CALLWORKER_ESL_HOST) only.
+    assert settings.socket_allow == () and settings.esl_host == "127.0.0.1"
+    peers = allow_list(settings.socket_allow, settings.esl_host)
+    assert peers.allows("127.0.0.1") and not peers.allows("172.17.0.2")
+
+
+def test_freeswitch_and_its_worker_run_on_the_host_network(compose: dict[str, Any]) -> None:
+    """SIP and SDP must carry the host's address, or the far end's BYEs and RTP never arrive."""
+    services = compose["services"]
+    for name in ON_THE_HOST:
+        assert services[name].get("network_mode") == "host", name
+        # Docker refuses to publish ports of a container on the host's network.
+        assert "ports" not in services[name] and "networks" not in services[name], name
+    for name in set(services) - set(ON_THE_HOST):
+        assert "network_mode" not in services[name], name
 
 
 def test_published_ports_match_the_contract(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert {(8080, "tcp"), (8084, "tcp")} <= published(services["worker"])
-    assert {(8021, "tcp"), (5060, "udp")} <= published(services["freeswitch"])
     assert {(5672, "tcp"), (15672, "tcp")} <= published(services["rabbitmq"])
+    # Only the worker (on this host) reaches the database through its published port.
+    assert {address for address, _, _ in published_on(services["postgres"])} == {"127.0.0.1"}
 
 
 def test_worker_waits_for_a_healthy_broker_and_database(compose: dict[str, Any]) -> None:
@@ -291,21 +318,25 @@ def test_freeswitch_environment_fits_the_stack(compose: dict[str, Any]) -> None:
     assert {key for key in fs_env if key.startswith("FS_")} <= overrides
     document = assemble(fs_env).document
     worker = environment(services["worker"])
+    # Both on the host's network: the dialplan hands calls to the worker on loopback ...
     handoff = route(document, "public", "+15552001234")
     socket = f"{fs_env['FS_CALLWORKER_HOST']}:{worker['CALLWORKER_SOCKET_PORT']} async full"
-    assert fs_env["FS_CALLWORKER_HOST"] == "worker" and ("socket", socket) in handoff.actions
+    assert ("socket", socket) in handoff.actions
+    assert fs_env["FS_CALLWORKER_HOST"] == worker["CALLWORKER_SOCKET_HOST"] == "127.0.0.1"
+    # ... and the event socket stays on loopback, where its ACL admits the worker.
     esl = params(configuration(document, "event_socket.conf").find("settings"))
-    assert esl["listen-ip"] == "0.0.0.0" and esl["password"] == worker["CALLWORKER_ESL_PASSWORD"]
-    subnet = ipaddress.ip_network(compose["networks"]["default"]["ipam"]["config"][0]["subnet"])
-    assert acl_allows(document, esl["apply-inbound-acl"], str(subnet[2]))
-    assert acl_allows(document, esl["apply-inbound-acl"], str(subnet[-2]))
+    assert esl["listen-ip"] == worker["CALLWORKER_ESL_HOST"] == "127.0.0.1"
+    assert esl["listen-port"] == worker["CALLWORKER_ESL_PORT"]
+    assert esl["password"] == worker["CALLWORKER_ESL_PASSWORD"]
+    assert acl_allows(document, esl["apply-inbound-acl"], worker["CALLWORKER_ESL_HOST"])
+    assert not acl_allows(document, esl["apply-inbound-acl"], "172.17.0.2")  # a bridge container
 
 
-def test_published_rtp_ports_are_freeswitch_rtp_ports(compose: dict[str, Any]) -> None:
+def test_freeswitch_rtp_ports_hold_its_sessions(compose: dict[str, Any]) -> None:
     fs = compose["services"]["freeswitch"]
     core = params(configuration(assemble(environment(fs)).document, "switch.conf").find("settings"))
-    rtp = range(int(core["rtp-start-port"]), int(core["rtp-end-port"]) + 1)
-    assert {(port, "udp") for port in rtp} <= published(fs)
+    start, end = int(core["rtp-start-port"]), int(core["rtp-end-port"])
+    assert (end - start + 1) // 2 >= int(core["max-sessions"])
 
 
 def _instructions() -> list[tuple[str, str]]:
