@@ -2,7 +2,7 @@
 
 Strategy: the simulator process alone, driven over its event socket by a bare
 client subscribed to the worker's events, at the CPS figure's offered rate with
-the same call shape (ring, answer, far-end hangup after a second). The client
+the same call shape (answer, far-end hangup after a second). The client
 only frames what arrives. Kept up means: its hub woke on time (lag p99 under
 20 ms, from the simulator's own monitor), every call ended within the window
 plus its length, and its CPU share leaves room for the rest of the stack.

@@ -77,7 +77,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     password = args.password if args.password is not None else settings.esl_password.get_secret_value()
     simulator = Simulator(
         args.host, args.port, password, ring_delay=args.ring_delay, answer_delay=args.answer_delay,
-        far_end_hangup_after=args.far_end_hangup_after,
+        far_end_hangup_after=args.far_end_hangup_after, long_ring=args.long_ring,
+        clock_step=args.clock_step,
     )
     simulator.start()
     host, port = simulator.address
@@ -108,6 +109,14 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--far-end-hangup-after", type=float, default=2.0,
         help="seconds before the far end hangs up a call to a number ending in 0200",
+    )
+    simulate.add_argument(
+        "--long-ring", type=float, default=60.0,
+        help="seconds a number ending in 0180 rings before the far end gives up (NO_ANSWER)",
+    )
+    simulate.add_argument(
+        "--clock-step", type=float, default=0.02,
+        help="event times move in steps of this many seconds, as FreeSWITCH's clock does (0: exact)",
     )
     simulate.set_defaults(func=cmd_simulate)
     demo = sub.add_parser("demo", help="simulator and worker together, placing a few calls")

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import gevent
+
 from callworker.simulator.causes import cause_from_text
-from callworker.simulator.channel import Channel, now_us
+from callworker.simulator.channel import Channel
 from callworker.simulator.events import Block
+from callworker.simulator.legs import HELD_BY_US, hold, unhold
 from callworker.simulator.originate import originate
 from callworker.simulator.reports import show, status_text, version_text
 from callworker.simulator.switch import Switch
@@ -46,13 +49,19 @@ class ApiRunner:
         }
 
     def run(self, command: str, args: str, done: Done) -> None:
-        self.sw.fire("API", lambda: [Block([("API-Command", command),
-                                            ("API-Command-Argument", args)])])
+        """Run the command; ``done`` gets its output. The API event is fired once it has
+        run, just before its output is reported, as switch_api_execute does."""
+        pairs = [("API-Command", command), ("API-Command-Argument", args)]
+
+        def finish(text: str) -> None:
+            self.sw.fire("API", lambda: [Block(pairs)])
+            done(text)
+
         if command == "originate":
-            originate(self.sw, args, done)
+            originate(self.sw, args, finish)
             return
         handler = self._simple.get(command)
-        done(handler(args) if handler else f"-ERR {command} Command not found!\n")
+        finish(handler(args) if handler else f"-ERR {command} Command not found!\n")
 
     def background_job(self, job_uuid: str, command: str, args: str) -> Done:
         """The ``done`` of a bgapi job: fire BACKGROUND_JOB with the output as body."""
@@ -102,22 +111,10 @@ class ApiRunner:
         if ch.gone or (mode == "on") == ch.held:
             return _HOLD_FAILED
         if mode == "on":
-            self._hold(ch)
+            hold(self.sw, ch, HELD_BY_US)
         else:
-            self._unhold(ch)
+            unhold(self.sw, ch, HELD_BY_US)
         return _HOLD_OK
-
-    def _hold(self, ch: Channel) -> None:
-        ch.held_since_us = ch.last_hold_us = now_us()
-        self.sw.set_call_state(ch, "HELD")
-        self.sw.emit(ch, "CHANNEL_HOLD")
-
-    def _unhold(self, ch: Channel) -> None:
-        ch.hold_accum_us += now_us() - ch.held_since_us
-        ch.held_since_us = 0
-        # FreeSWITCH reports UNHELD and only returns to ACTIVE on a later media read.
-        self.sw.set_call_state(ch, "UNHELD")
-        self.sw.emit(ch, "CHANNEL_UNHOLD")
 
     def uuid_audio(self, args: str) -> str:
         words = args.split()
@@ -149,7 +146,16 @@ class ApiRunner:
             ch.audio[direction]["mute"] = value
         elif -4 <= value <= 4:  # a level outside -4..4 is silently ignored
             ch.audio[direction]["level"] = value
+        if not any(v for way in ch.audio.values() for v in way.values()):
+            # Nothing left to do: the bug removes itself on the next media frame
+            # (after this reply), so unmuting with "mute 0" fires MEDIA_BUG_STOP.
+            ch.media_bug = False
+            gevent.spawn(self._bug_removed, ch)
         return "+OK\n"
+
+    def _bug_removed(self, ch: Channel) -> None:
+        if not ch.gone and not ch.media_bug:
+            self._media_bug(ch, "MEDIA_BUG_STOP")
 
     def _media_bug(self, ch: Channel, name: str) -> None:
         self.sw.emit(ch, name, bottom=[("Media-Bug-Function", "audio"),

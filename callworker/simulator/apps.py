@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from callworker.simulator.causes import cause_from_text
 from callworker.simulator.channel import Channel
-from callworker.simulator.scenarios import answer_leg
+from callworker.simulator.legs import answer_leg
 from callworker.simulator.switch import Switch
 
 __all__ = ["apply_message", "run_app"]

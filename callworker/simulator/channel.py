@@ -13,7 +13,8 @@ from callworker.simulator.events import Block, encode_value
 __all__ = ["Channel", "Variables", "now_us", "STATE_NUMBERS", "CALL_STATE_NUMBERS"]
 
 STATE_NUMBERS = {
-    "CS_NEW": 0, "CS_INIT": 1, "CS_ROUTING": 2, "CS_SOFT_EXECUTE": 3, "CS_EXECUTE": 4,
+    # CS_NONE: an originated leg before its state machine runs (CHANNEL_OUTGOING).
+    "CS_NONE": 13, "CS_NEW": 0, "CS_INIT": 1, "CS_ROUTING": 2, "CS_SOFT_EXECUTE": 3, "CS_EXECUTE": 4,
     "CS_EXCHANGE_MEDIA": 5, "CS_PARK": 6, "CS_CONSUME_MEDIA": 7, "CS_HIBERNATE": 8,
     "CS_RESET": 9, "CS_HANGUP": 10, "CS_REPORTING": 11, "CS_DESTROY": 12,
 }
@@ -23,8 +24,10 @@ CALL_STATE_NUMBERS = {
 }
 
 
-def now_us() -> int:
-    return time.time_ns() // 1000
+def now_us(step_us: int = 0) -> int:
+    """Wall-clock microseconds; with ``step_us``, on FreeSWITCH's clock, which moves in steps."""
+    now = time.time_ns() // 1000
+    return now - now % step_us if step_us else now
 
 
 class Variables:
@@ -103,6 +106,8 @@ class Channel:
     last_hold_us: int = 0
     hold_accum_us: int = 0
     held_since_us: int = 0
+    held_by: str | None = None  # "us" (uuid_hold) or "far_end" (a re-INVITE) while held
+    media_us: int = 0  # when media began to flow (early media or the answer)
     app: str = ""
     app_data: str = ""
     app_uuid: str = ""
@@ -119,6 +124,12 @@ class Channel:
     killed: gevent.event.Event = field(default_factory=gevent.event.Event)
     direction: str = "outbound"
     context: str = "default"
+    # The far end has answered the INVITE (180, 183 or 200): the callee ID is its number.
+    responded: bool = False
+    # The originate succeeded and caller and callee ID were swapped (CALL_UPDATE).
+    flipped: bool = False
+    # What the originate asked for: ``ignore_early_media=true`` waits for the answer.
+    ignore_early_media: bool = False
     # Set once the channel is destroyed (its last event fired).
     ended: gevent.event.Event = field(default_factory=gevent.event.Event)
 

@@ -20,31 +20,32 @@ __all__ = ["Block", "SimEvent", "EventFactory", "Origin", "ORIGINS", "plain_line
 
 Origin = tuple[str, str, int]
 
-# Event-Calling-File / -Function / -Line-Number as FreeSWITCH 1.10 reports them.
+# Event-Calling-File / -Function / -Line-Number as FreeSWITCH 1.10.12 reports them.
 ORIGINS: dict[str, Origin] = {
     "CHANNEL_OUTGOING": ("switch_core_session.c", "switch_core_session_outgoing_channel", 768),
-    "CHANNEL_STATE": ("switch_channel.c", "switch_channel_perform_set_running_state", 2624),
-    "CHANNEL_CALLSTATE": ("switch_channel.c", "switch_channel_perform_set_callstate", 307),
-    "CHANNEL_CREATE": ("switch_core_state_machine.c", "switch_core_session_run", 630),
-    "CHANNEL_ORIGINATE": ("switch_core_state_machine.c", "switch_core_session_run", 637),
-    "CHANNEL_PROGRESS": ("switch_channel.c", "switch_channel_perform_mark_ring_ready_value", 3507),
+    "CHANNEL_STATE": ("switch_channel.c", "switch_channel_perform_set_running_state", 2408),
+    "CHANNEL_CALLSTATE": ("switch_channel.c", "switch_channel_perform_set_callstate", 301),
+    "CHANNEL_CREATE": ("switch_core_state_machine.c", "switch_core_session_run", 626),
+    "CHANNEL_ORIGINATE": ("switch_core_state_machine.c", "switch_core_session_run", 632),
+    "CHANNEL_PROGRESS": ("switch_channel.c", "switch_channel_perform_mark_ring_ready_value", 3505),
     "CHANNEL_PROGRESS_MEDIA": (
-        "switch_channel.c", "switch_channel_perform_mark_pre_answered", 3715),
-    "CHANNEL_ANSWER": ("switch_channel.c", "switch_channel_perform_mark_answered", 3848),
-    "CHANNEL_EXECUTE": ("switch_core_session.c", "switch_core_session_exec", 2938),
-    "CHANNEL_EXECUTE_COMPLETE": ("switch_core_session.c", "switch_core_session_exec", 2964),
-    "CHANNEL_PARK": ("switch_ivr.c", "switch_ivr_park", 1037),
-    "CHANNEL_UNPARK": ("switch_ivr.c", "switch_ivr_park", 1239),
-    "CHANNEL_HANGUP": ("switch_channel.c", "switch_channel_perform_hangup", 3462),
+        "switch_channel.c", "switch_channel_perform_mark_pre_answered", 3560),
+    "CHANNEL_ANSWER": ("switch_channel.c", "switch_channel_perform_mark_answered", 3846),
+    "CALL_UPDATE": ("switch_channel.c", "switch_channel_flip_cid", 3277),
+    "CHANNEL_EXECUTE": ("switch_core_session.c", "switch_core_session_exec", 2944),
+    "CHANNEL_EXECUTE_COMPLETE": ("switch_core_session.c", "switch_core_session_exec", 2967),
+    "CHANNEL_PARK": ("switch_ivr.c", "switch_ivr_park", 1002),
+    "CHANNEL_UNPARK": ("switch_ivr.c", "switch_ivr_park", 1213),
+    "CHANNEL_HANGUP": ("switch_channel.c", "switch_channel_perform_hangup", 3445),
     "CHANNEL_HANGUP_COMPLETE": (
         "switch_core_state_machine.c", "switch_core_session_reporting_state", 943),
-    "CHANNEL_DESTROY": ("switch_core_session.c", "switch_core_session_perform_destroy", 1588),
+    "CHANNEL_DESTROY": ("switch_core_session.c", "switch_core_session_perform_destroy", 1584),
     "CHANNEL_HOLD": ("switch_ivr.c", "switch_ivr_hold", 1558),
     "CHANNEL_UNHOLD": ("switch_ivr.c", "switch_ivr_unhold", 1638),
     "MEDIA_BUG_START": ("switch_core_media_bug.c", "switch_core_media_bug_add", 1014),
     "MEDIA_BUG_STOP": ("switch_core_media_bug.c", "switch_core_media_bug_destroy", 84),
     "BACKGROUND_JOB": ("mod_event_socket.c", "api_exec", 1572),
-    "API": ("switch_loadable_module.c", "switch_api_execute", 2996),
+    "API": ("switch_loadable_module.c", "switch_api_execute", 2954),
     "CUSTOM": ("mod_dptools.c", "event_function", 1402),
 }
 _UNKNOWN_ORIGIN: Origin = ("switch_event.c", "switch_event_fire_detailed", 2304)

@@ -53,8 +53,8 @@ def _identity(ch: Channel) -> list[tuple[str, str]]:
         ("Unique-ID", ch.uuid),
         ("Call-Direction", ch.direction),
         ("Presence-Call-Direction", ch.direction),
-        # An inbound leg went through the dialplan; an originated one did not.
-        ("Channel-HIT-Dialplan", "true" if ch.direction == "inbound" else "false"),
+        # An inbound leg went through the dialplan; an originated one once it succeeded.
+        ("Channel-HIT-Dialplan", "true" if ch.direction == "inbound" or ch.flipped else "false"),
         ("Channel-Call-UUID", ch.variables.get("call_uuid") or ch.uuid),
     ]
 
@@ -71,16 +71,23 @@ def _codecs(ch: Channel) -> list[tuple[str, str]]:
 def _caller_head(ch: Channel) -> list[tuple[str, str]]:
     if ch.direction == "inbound":
         return _inbound_caller_head(ch)
+    # The callee is "Outbound Call" until the far end responds with its number; once the
+    # originate succeeds FreeSWITCH swaps caller and callee (the Orig-* fields stay).
+    caller = (ch.cid_name, ch.cid_num)
+    callee = (ch.number, ch.number) if ch.responded else ("Outbound Call", ch.number)
+    if ch.flipped:
+        caller, callee = callee, caller
+    network = [("Caller-Network-Addr", REMOTE_IP)] if ch.responded else []
     return [
         ("Caller-Direction", "outbound"),
         ("Caller-Logical-Direction", "outbound"),
-        ("Caller-Dialplan", "XML"),
-        ("Caller-Caller-ID-Name", ch.cid_name),
-        ("Caller-Caller-ID-Number", ch.cid_num),
+        ("Caller-Caller-ID-Name", caller[0]),
+        ("Caller-Caller-ID-Number", caller[1]),
         ("Caller-Orig-Caller-ID-Name", ch.cid_name),
         ("Caller-Orig-Caller-ID-Number", ch.cid_num),
-        ("Caller-Callee-ID-Name", "Outbound Call"),
-        ("Caller-Callee-ID-Number", ch.number),
+        ("Caller-Callee-ID-Name", callee[0]),
+        ("Caller-Callee-ID-Number", callee[1]),
+        *network,
         ("Caller-ANI", ch.cid_num),
         ("Caller-Destination-Number", ch.number),
         ("Caller-Unique-ID", ch.uuid),

@@ -21,8 +21,8 @@ import gevent.socket
 
 from callworker.simulator.apps import run_app
 from callworker.simulator.channel import Channel
+from callworker.simulator.legs import Ending, execute_app, tear_down
 from callworker.simulator.outbound_socket import OutboundSocket
-from callworker.simulator.scenarios import Ending, execute_app, tear_down
 from callworker.simulator.switch import Switch
 from callworker.simulator.variables import REMOTE_IP, inbound_vars
 
@@ -55,6 +55,7 @@ def new_inbound_channel(sw: Switch, *, caller_id_number: str, destination_number
         session_id=sw.next_session_id(),
         direction="inbound",
         context="public",
+        created_us=sw.now_us(),
     )
     ch.variables.update(inbound_vars(ch, sw.ipv4))
     return ch
@@ -136,7 +137,9 @@ class InboundCall:
         ch = self.ch
         cause = ch.kill_cause or "NORMAL_CLEARING"
         if ch.answered:
-            return Ending(cause, 200, "OK", "recv_bye" if ch.kill_remote else "send_bye")
+            if ch.kill_remote:
+                return Ending(cause, 200, "OK", "recv_bye")
+            return Ending(cause, None, "", "send_bye")
         if ch.kill_remote:
             return Ending(cause, 487, "Request Terminated", "recv_cancel")
         status, phrase = _REFUSALS.get(cause, (480, "Temporarily Unavailable"))

@@ -57,11 +57,13 @@ def originate(sw: Switch, text: str, on_result: Callable[[str], None]) -> None:
         return
     leg, number, name = target
     wanted = args.var("origination_uuid")
-    # A UUID already in use cannot be taken over: FreeSWITCH logs it and picks a random one.
-    uuid = wanted if wanted and wanted not in sw.channels else str(uuidlib.uuid4())
+    if wanted and wanted in sw.channels:
+        # The session cannot take a UUID in use ("Duplicate UUID!"): no channel is made.
+        on_result("-ERR DESTINATION_OUT_OF_ORDER\n")
+        return
     privacy = (args.var("origination_privacy") or "").lower()
     ch = Channel(
-        uuid=uuid,
+        uuid=wanted or str(uuidlib.uuid4()),
         name=name,
         number=number,
         cid_name=args.var("origination_caller_id_name") or args.cid_name or "",
@@ -69,8 +71,17 @@ def originate(sw: Switch, text: str, on_result: Callable[[str], None]) -> None:
         session_id=sw.next_session_id(),
         hide_name="hide_name" in privacy,
         hide_number="hide_number" in privacy,
+        state="CS_NONE",
+        created_us=sw.now_us(),
+        ignore_early_media=_ignores_early_media(args.var("ignore_early_media")),
     )
     ch.variables.update(creation_vars(ch, leg, args.variables))
     sw.add_channel(ch)
     sw.spawn_call(run_call, sw, ch, outcome_for(number), float(args.timeout),
                   (args.app, args.app_arg), on_result)
+
+
+def _ignores_early_media(value: str | None) -> bool:
+    """``ignore_early_media=true|ring_ready|consume``: the originate waits for the answer."""
+    text = (value or "").strip().lower()
+    return text in ("true", "yes", "on", "1", "ring_ready", "consume")

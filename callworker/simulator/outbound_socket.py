@@ -23,7 +23,7 @@ from callworker.errors import ProtocolError
 from callworker.esl.codec import Command, disconnect_notice
 from callworker.simulator.api import ApiRunner
 from callworker.simulator.apps import apply_message
-from callworker.simulator.channel import Channel, now_us
+from callworker.simulator.channel import Channel
 from callworker.simulator.events import Block
 from callworker.simulator.headers import channel_blocks, profile_pairs
 from callworker.simulator.session import Session
@@ -144,7 +144,7 @@ class OutboundSocket(Session):
         """The reply to ``connect``: CHANNEL_DATA, header-only, Content-Type near the end."""
         ch = self.ch
         blocks = [
-            self.sw.factory.head("CHANNEL_DATA", now_us(), _CONNECT_ORIGIN),
+            self.sw.factory.head("CHANNEL_DATA", self.sw.now_us(), _CONNECT_ORIGIN),
             Block(profile_pairs(ch, "Channel")),
             *channel_blocks(ch, variables=True),
             Block([("Content-Type", "command/reply"), ("Reply-Text", "+OK\n"),

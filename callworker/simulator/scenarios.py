@@ -1,66 +1,69 @@
 """Call outcomes and the life of one originated leg, event by event.
 
-Strategy: each call is one greenlet running ``run_call``: set-up events, ringing,
-then either an answer (the originate result ``+OK <uuid>``) and a talk phase, or
-a failure; every path ends in the same teardown. Waits are ``Channel.wait``, which
-returns early when ``uuid_kill``/``hupall`` ask for a hangup, so a kill is handled
-at whatever point the call has reached. The originate result is handed to
-``on_result`` from this greenlet, in line with the events, so a BACKGROUND_JOB
-can never overtake or trail the events it belongs to.
+Strategy: each call is one greenlet running ``run_call``: set-up events, the far
+end's responses, then either the originate's success (``+OK <uuid>``) and a talk
+phase, or a failure; every path ends in the same teardown (``legs.tear_down``).
+Waits are ``Channel.wait``, which returns early when ``uuid_kill``/``hupall`` ask
+for a hangup, so a kill is handled at whatever point the call has reached. The
+originate result is handed to ``on_result`` from this greenlet, in line with the
+events and where FreeSWITCH 1.10.12 puts it: ``+OK`` after the answer (and the
+caller-ID swap) and before the application starts; ``-ERR`` after the leg's
+CHANNEL_HANGUP_COMPLETE, or right after its CHANNEL_HANGUP when the originate timed
+out. A test fixture recorded on the real switch holds these sequences
+(tests/fixtures/freeswitch-1.10.12/sequences.json).
 """
 
 from __future__ import annotations
 
-import uuid as uuidlib
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from callworker.simulator.channel import Channel, now_us
-from callworker.simulator.switch import Switch
-from callworker.simulator.variables import (
-    answer_vars,
-    cdr_vars,
-    hangup_vars,
-    progress_vars,
-    rtp_stats,
+from callworker.simulator.channel import Channel
+from callworker.simulator.legs import (
+    Ending,
+    answer_far_end,
+    execute_app,
+    flip_cid,
+    mark_early_media,
+    mark_ringing,
+    tear_down,
 )
+from callworker.simulator.switch import Switch
 
-__all__ = ["Ending", "outcome_for", "run_call", "answer_leg", "execute_app", "tear_down", "OUTCOMES"]
+__all__ = ["OUTCOMES", "outcome_for", "run_call"]
 
 # Last four digits of the dialled number -> outcome (CONTRACT section 7).
 OUTCOMES = {"0486": "busy", "0408": "no_answer", "0403": "rejected", "0404": "unroutable",
-            "0200": "far_end_hangup"}
+            "0200": "far_end_hangup", "0183": "early_media", "0180": "long_ring"}
 
-
-@dataclass(frozen=True, slots=True)
-class Ending:
-    cause: str
-    sip_status: int | None
-    phrase: str
-    disposition: str
-
-
-_FAILURES = {
+# Final responses of a carrier that refuses the call (what FreeSWITCH records of them).
+_REFUSED = {
     "busy": Ending("USER_BUSY", 486, "Busy Here", "recv_refuse"),
-    "rejected": Ending("CALL_REJECTED", 603, "Decline", "recv_refuse"),
+    "rejected": Ending("CALL_REJECTED", 403, "Forbidden", "recv_refuse"),
     "unroutable": Ending("UNALLOCATED_NUMBER", 404, "Not Found", "recv_refuse"),
-    "no_answer": Ending("NO_ANSWER", 487, "Request Terminated", "send_cancel"),
+    # ...0180: the carrier gives up ringing with 480 and a Q.850 Reason of 19 (NO_ANSWER).
+    "long_ring": Ending("NO_ANSWER", 480, "Temporarily Unavailable", "recv_refuse"),
 }
+# originate_timeout reached: FreeSWITCH hangs up the leg itself and sends CANCEL.
+_TIMED_OUT = Ending("NO_ANSWER", None, "", "send_cancel", timed_out=True)
+_FOREVER = float("inf")  # until the originate's timeout (or a hangup)
 
 
 def outcome_for(number: str) -> str:
     return OUTCOMES.get(number[-4:], "answer")
 
 
-def _cancelled(ch: Channel) -> Ending:
-    """A hangup requested before the answer: FreeSWITCH sends CANCEL."""
-    return Ending(ch.kill_cause or "NORMAL_CLEARING", 487, "Request Terminated", "send_cancel")
+def _unanswered(ch: Channel) -> Ending:
+    """A hangup before the answer: asked here (CANCEL sent) or by the far end."""
+    cause = ch.kill_cause or "NORMAL_CLEARING"
+    return Ending(cause, None, "", "recv_refuse" if ch.kill_remote else "send_cancel")
 
 
 def _bye(ch: Channel) -> Ending:
     """A hangup of an answered call, requested here (BYE sent) or by the far end."""
-    disposition = "recv_bye" if ch.kill_remote else "send_bye"
-    return Ending(ch.kill_cause or "NORMAL_CLEARING", 200, "OK", disposition)
+    if ch.kill_remote:
+        return Ending(ch.kill_cause or "NORMAL_CLEARING", 200, "OK", "recv_bye")
+    return Ending(ch.kill_cause or "NORMAL_CLEARING", None, "", "send_bye")
 
 
 def run_call(sw: Switch, ch: Channel, outcome: str, timeout: float, app: tuple[str, str],
@@ -75,14 +78,14 @@ def run_call(sw: Switch, ch: Channel, outcome: str, timeout: float, app: tuple[s
 
     try:
         _set_up(sw, ch)
-        ending = _ring(sw, ch, outcome, timeout)
+        ending = _Ringing(sw, ch, outcome, timeout).run()
         if ending is None:
-            answer_leg(sw, ch)
-            execute_app(sw, ch, *app)
+            flip_cid(sw, ch)
             result(f"+OK {ch.uuid}\n")
+            execute_app(sw, ch, *app)
             ending = _talk(sw, ch, outcome)
-        tear_down(sw, ch, ending)
-        result(f"-ERR {ending.cause}\n")
+        failed = ending
+        tear_down(sw, ch, ending, on_result=lambda: result(f"-ERR {failed.cause}\n"))
     finally:
         # Whatever ended the greenlet, an api caller waiting for the result is released.
         result(f"-ERR {ch.hangup_cause or 'NORMAL_TEMPORARY_FAILURE'}\n")
@@ -90,8 +93,8 @@ def run_call(sw: Switch, ch: Channel, outcome: str, timeout: float, app: tuple[s
 
 
 def _set_up(sw: Switch, ch: Channel) -> None:
-    sw.emit(ch, "CHANNEL_OUTGOING")
-    sw.emit(ch, "CHANNEL_STATE")
+    """The leg is made: OUTGOING (before its state machine runs), then INIT to CONSUME_MEDIA."""
+    sw.emit(ch, "CHANNEL_OUTGOING", state_number=1)
     sw.set_state(ch, "CS_INIT")
     sw.emit(ch, "CHANNEL_CREATE", state_number=2)
     sw.emit(ch, "CHANNEL_ORIGINATE", state_number=2)
@@ -99,54 +102,44 @@ def _set_up(sw: Switch, ch: Channel) -> None:
     sw.set_state(ch, "CS_CONSUME_MEDIA")
 
 
-def _ring(sw: Switch, ch: Channel, outcome: str, timeout: float) -> Ending | None:
-    """Ringing until an answer (None) or the ending of an unanswered call."""
-    timing = sw.timing
-    deadline = ch.created_us + int(timeout * 1_000_000)
-    if ch.wait(timing.ring_delay):
-        return _cancelled(ch)
-    if outcome in ("rejected", "unroutable"):
-        return _FAILURES[outcome]
-    if now_us() >= deadline:
-        return _FAILURES["no_answer"]
-    ch.progress_us = now_us()
-    sw.set_vars(ch, progress_vars())
-    sw.emit(ch, "CHANNEL_PROGRESS")
-    sw.set_call_state(ch, "RINGING")
-    if outcome == "busy":
-        return _cancelled(ch) if ch.wait(timing.answer_delay) else _FAILURES["busy"]
-    remaining = (deadline - now_us()) / 1e6
-    if outcome == "no_answer":
-        return _cancelled(ch) if ch.wait(remaining) else _FAILURES["no_answer"]
-    if ch.wait(min(timing.answer_delay, remaining)):
-        return _cancelled(ch)
-    if timing.answer_delay > remaining:
-        return _FAILURES["no_answer"]
-    return None
+class _Ringing:
+    """From the INVITE to the originate's result: None once it succeeds, else the Ending."""
 
+    def __init__(self, sw: Switch, ch: Channel, outcome: str, timeout: float) -> None:
+        self.sw, self.ch, self.outcome = sw, ch, outcome
+        self.deadline = time.monotonic() + timeout
 
-def answer_leg(sw: Switch, ch: Channel) -> None:
-    """The leg answers: CHANNEL_ANSWER, then the call state ACTIVE."""
-    ch.answered_us = now_us()
-    ch.media = True
-    ch.answer_state = "answered"
-    sw.set_vars(ch, answer_vars())
-    sw.emit(ch, "CHANNEL_ANSWER")
-    sw.set_call_state(ch, "ACTIVE")
+    def run(self) -> Ending | None:
+        sw, ch, outcome, timing = self.sw, self.ch, self.outcome, self.sw.timing
+        if (stopped := self._wait(timing.ring_delay)) is not None:
+            return stopped
+        if outcome in ("rejected", "unroutable"):
+            return _REFUSED[outcome]
+        if outcome == "far_end_hangup":  # answers without ringing
+            answer_far_end(sw, ch)
+            return None
+        if outcome == "early_media":
+            mark_early_media(sw, ch)
+            # Without ignore_early_media the originate succeeds on the 183 at once, and
+            # originate_timeout no longer applies; with it, it waits for an answer.
+            return self._wait(_FOREVER) if ch.ignore_early_media else None
+        mark_ringing(sw, ch)
+        if outcome == "no_answer":
+            return self._wait(_FOREVER)
+        if outcome in ("busy", "long_ring"):
+            delay = timing.answer_delay if outcome == "busy" else timing.long_ring
+            return self._wait(delay) or _REFUSED[outcome]
+        if (stopped := self._wait(timing.answer_delay)) is None:
+            answer_far_end(sw, ch)
+        return stopped
 
-
-def execute_app(sw: Switch, ch: Channel, app: str, arg: str) -> None:
-    """Start the leg's long-running application (park, socket): CHANNEL_EXECUTE."""
-    if ch.state != "CS_EXECUTE":
-        sw.set_state(ch, "CS_EXECUTE")
-    ch.app, ch.app_data, ch.app_uuid = app, arg, str(uuidlib.uuid4())
-    ch.app_running = True
-    sw.set_vars(ch, [("current_application", app), ("current_application_data", arg)])
-    sw.emit(ch, "CHANNEL_EXECUTE", bottom=[("Application", app), ("Application-Data", arg),
-                                           ("Application-UUID", ch.app_uuid)])
-    if app == "park":
-        ch.parked = True
-        sw.emit(ch, "CHANNEL_PARK")
+    def _wait(self, seconds: float) -> Ending | None:
+        """Wait ``seconds`` for the far end: None if they passed, else the Ending of a
+        hangup or of the originate's timeout, whichever came first."""
+        remaining = self.deadline - time.monotonic()
+        if self.ch.wait(min(seconds, max(remaining, 0.0))):
+            return _unanswered(self.ch)
+        return _TIMED_OUT if seconds >= remaining else None
 
 
 def _talk(sw: Switch, ch: Channel, outcome: str) -> Ending:
@@ -155,41 +148,4 @@ def _talk(sw: Switch, ch: Channel, outcome: str) -> Ending:
             ch.request_hangup("NORMAL_CLEARING", remote=True)
     else:
         ch.killed.wait()
-    return _bye(ch)
-
-
-def tear_down(sw: Switch, ch: Channel, ending: Ending,
-              on_down: Callable[[], None] | None = None) -> None:
-    """CHANNEL_HANGUP through CHANNEL_DESTROY (SPEC 5a steps 11-14).
-
-    ``on_down`` runs once the channel is in CS_HANGUP: an outbound socket
-    notices the hangup at that point.
-    """
-    sw.set_vars(ch, hangup_vars(ending.sip_status, ending.phrase, None))
-    ch.hangup_cause = ending.cause
-    ch.answer_state = "hangup"
-    sw.emit(ch, "CHANNEL_HANGUP", state_number=10)
-    if ch.parked:
-        ch.parked = False
-        sw.emit(ch, "CHANNEL_UNPARK", state_number=10)
-    if ch.app_running:
-        ch.app_running = False
-        sw.emit(ch, "CHANNEL_EXECUTE_COMPLETE", state_number=10, bottom=[
-            ("Application", ch.app), ("Application-Data", ch.app_data),
-            ("Application-Response", "_none_"), ("Application-UUID", ch.app_uuid)])
-    ch.hangup_us = now_us()
-    if ch.held:
-        ch.hold_accum_us += ch.hangup_us - ch.held_since_us
-        ch.held_since_us = 0
-    sw.set_state(ch, "CS_HANGUP")
-    if on_down is not None:
-        on_down()
-    sw.set_call_state(ch, "HANGUP")
-    sw.set_vars(ch, hangup_vars(None, "", ending.disposition))
-    sw.set_vars(ch, rtp_stats(ch, ch.hangup_us))
-    sw.set_state(ch, "CS_REPORTING")
-    sw.set_vars(ch, cdr_vars(ch, ch.app or "park"))
-    sw.emit(ch, "CHANNEL_HANGUP_COMPLETE", top=[("Hangup-Cause", ending.cause)])
-    sw.set_state(ch, "CS_DESTROY")
-    sw.emit(ch, "CHANNEL_DESTROY")
-    sw.set_call_state(ch, "DOWN")
+    return _bye(ch) if ch.answered else _unanswered(ch)

@@ -11,11 +11,12 @@ from collections import deque
 import gevent.event
 from gevent.server import StreamServer
 
+from callworker.simulator import legs
 from callworker.simulator.api import ApiRunner
 from callworker.simulator.channel import Channel
 from callworker.simulator.inbound import InboundCall, new_inbound_channel
+from callworker.simulator.legs import HELD_BY_FAR_END, answer_leg
 from callworker.simulator.outbound_socket import OutboundSocket
-from callworker.simulator.scenarios import answer_leg
 from callworker.simulator.session import Session
 from callworker.simulator.switch import Stats, Switch, Timing
 
@@ -38,7 +39,13 @@ class Simulator:
     """A FreeSWITCH stand-in for demos, load tests and fault tests.
 
     ``start()`` serves in background greenlets and returns at once; the
-    accessors below let tests see what reached the socket and what the calls hold.
+    accessors below let tests see what reached the socket and what the calls hold,
+    and play the far end (``hangup``, ``far_end_hold``).
+
+    Timing: the far end rings ``ring_delay`` after the INVITE and answers
+    ``answer_delay`` later; ...0200 hangs up ``far_end_hangup_after`` its answer;
+    ...0180 rings ``long_ring`` before giving up. Event times move in steps of
+    ``clock_step`` seconds, as FreeSWITCH's clock does (0: the exact time).
     """
 
     def __init__(
@@ -50,13 +57,16 @@ class Simulator:
         ring_delay: float = 0.05,
         answer_delay: float = 0.15,
         far_end_hangup_after: float = 2.0,
+        long_ring: float = 60.0,
+        clock_step: float = 0.02,
         hostname: str = "sim1",
         acl_allow: bool = True,
     ) -> None:
         self._bind = (host, port)
         self._password = password
         self._acl_allow = acl_allow
-        timing = Timing(ring_delay, answer_delay, far_end_hangup_after)
+        timing = Timing(ring_delay, answer_delay, far_end_hangup_after, long_ring,
+                        round(clock_step * 1_000_000))
         self._switch = Switch(hostname, _advertised_ipv4(host), timing)
         self._api = ApiRunner(self._switch)
         self._sessions: set[Session] = set()
@@ -196,6 +206,23 @@ class Simulator:
         ch = self._live(uuid)
         default = "NORMAL_CLEARING" if ch.answered else "ORIGINATOR_CANCEL"
         ch.request_hangup(cause or default, remote=True)
+
+    def far_end_hold(self, uuid: str, hold: bool = True) -> bool:
+        """The far end puts an answered call on hold (a re-INVITE with sendonly), or resumes it.
+
+        The leg fires CHANNEL_HOLD / CHANNEL_UNHOLD from ``switch_channel_mark_hold``,
+        where a ``uuid_hold`` of ours fires them from ``switch_ivr_hold``/``_unhold``.
+        A leg has one hold, whoever set it. False when the call is not answered or
+        already in that state (KeyError if it is not live).
+        """
+        ch = self._live(uuid)
+        if not ch.answered or ch.gone or ch.held == hold:
+            return False
+        if hold:
+            legs.hold(self._switch, ch, HELD_BY_FAR_END)
+        else:
+            legs.unhold(self._switch, ch, HELD_BY_FAR_END)
+        return True
 
     def wait_ended(self, uuid: str, timeout: float) -> bool:
         """Wait until the channel is destroyed (its last event fired); False on timeout."""

@@ -49,6 +49,8 @@ class Timing:
     ring_delay: float
     answer_delay: float
     far_end_hangup_after: float
+    long_ring: float = 60.0  # how long ...0180 rings before the carrier gives up
+    clock_step_us: int = 20_000  # FreeSWITCH's clock moves in 20 ms steps
 
 
 @dataclass
@@ -98,6 +100,10 @@ class Switch:
         self.started = time.time()
         self.calls = gevent.pool.Group()
 
+    def now_us(self) -> int:
+        """The switch's clock: microseconds, in FreeSWITCH's steps."""
+        return now_us(self.timing.clock_step_us)
+
     # ------------------------------------------------------------------ events
 
     def fire(
@@ -120,7 +126,7 @@ class Switch:
         if not targets:
             self.factory.next_sequence()
             return None
-        head = self.factory.head(name, now_us(), origin)
+        head = self.factory.head(name, self.now_us(), origin)
         parts = [Block(head.pairs[1:]), Block([head.pairs[0]])] if renamed else [head]
         if subclass is not None:
             parts.append(Block([("Event-Subclass", subclass)]))
@@ -141,6 +147,7 @@ class Switch:
         subclass: str | None = None,
         state_number: int | None = None,
         renamed: bool = False,
+        origin: Origin | None = None,
     ) -> SimEvent | None:
         """A channel event: extra headers, channel data, caller profile, variables."""
 
@@ -151,7 +158,7 @@ class Switch:
                 parts.append(Block(list(bottom)))
             return parts
 
-        return self.fire(name, build, subclass=subclass, renamed=renamed)
+        return self.fire(name, build, subclass=subclass, renamed=renamed, origin=origin)
 
     def set_state(self, ch: Channel, state: str) -> None:
         ch.set_state(state)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from callworker.simulator.causes import q850
 from callworker.simulator.channel import Channel
 
-__all__ = ["Leg", "creation_vars", "inbound_vars", "progress_vars", "answer_vars", "hangup_vars",
+__all__ = ["Leg", "creation_vars", "inbound_vars", "progress_vars", "media_vars", "hangup_vars",
            "rtp_stats", "cdr_vars", "REMOTE_IP"]
 
 REMOTE_IP = "203.0.113.10"
@@ -98,7 +98,8 @@ def progress_vars() -> list[tuple[str, str]]:
             ("sip_received_port", "5060"), ("sip_via_protocol", "udp")]
 
 
-def answer_vars() -> list[tuple[str, str]]:
+def media_vars(disposition: str) -> list[tuple[str, str]]:
+    """The far end's SDP and the codecs chosen: in a 183 (``EARLY MEDIA``) or a 200 (``ANSWER``)."""
     port = random.randrange(10000, 20000, 2)
     return [
         ("remote_media_ip", REMOTE_IP), ("remote_media_port", str(port)),
@@ -107,16 +108,30 @@ def answer_vars() -> list[tuple[str, str]]:
         ("rtp_last_audio_codec_string", "PCMU@8000h@20i@1c"), ("read_codec", "PCMU"),
         ("original_read_codec", "PCMU"), ("read_rate", "8000"), ("original_read_rate", "8000"),
         ("write_codec", "PCMU"), ("write_rate", "8000"), ("dtmf_type", "rfc2833"),
-        ("switch_r_sdp", _sdp("carrier", REMOTE_IP, port)), ("endpoint_disposition", "ANSWER"),
+        ("switch_r_sdp", _sdp("carrier", REMOTE_IP, port)), ("endpoint_disposition", disposition),
     ]
 
 
-def hangup_vars(status: int | None, phrase: str, disposition: str | None) -> list[tuple[str, str]]:
-    """What sofia records about the SIP ending (response status, who sent BYE/CANCEL)."""
+def hangup_vars(status: int | None, phrase: str, disposition: str | None,
+                cause: str) -> list[tuple[str, str]]:
+    """What sofia records about the end of the SIP dialog.
+
+    As FreeSWITCH 1.10.12 writes them: a refused INVITE keeps the response
+    (``sip_invite_failure_*`` and ``sip_term_*``); a CANCEL we sent, the 487 it
+    brought; a BYE received, its 200; a BYE we sent, nothing but the disposition.
+    ``sip_term_cause`` is the Q.850 value of the cause.
+    """
     out: list[tuple[str, str]] = []
+    if disposition == "send_cancel":
+        return [("sip_hangup_disposition", disposition), ("sip_invite_failure_status", "487"),
+                ("sip_invite_failure_phrase", "CANCEL")]
+    if disposition == "recv_refuse" and status is not None:
+        out += [("sip_hangup_disposition", disposition),
+                ("sip_invite_failure_status", str(status)), ("sip_invite_failure_phrase", phrase)]
+        disposition = None
     if status is not None:
         out += [("sip_term_status", str(status)), ("proto_specific_hangup_cause", f"sip:{status}"),
-                ("sip_term_cause", str(status)), ("sip_hangup_phrase", phrase)]
+                ("sip_term_cause", str(q850(cause)))]
     if disposition:
         out.append(("sip_hangup_disposition", disposition))
     return out
@@ -124,7 +139,7 @@ def hangup_vars(status: int | None, phrase: str, disposition: str | None) -> lis
 
 def rtp_stats(ch: Channel, end_us: int) -> list[tuple[str, str]]:
     """RTP counters for the media time (50 packets of 160 bytes a second)."""
-    media_s = (end_us - ch.answered_us) / 1e6 if ch.answered else 0.0
+    media_s = (end_us - ch.media_us) / 1e6 if ch.media_us else 0.0
     packets = int(media_s * 50)
     count, raw, media, rtcp = str(packets), str(packets * 172), str(packets * 160), packets // 250
     out: list[tuple[str, str]] = []

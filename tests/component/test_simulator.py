@@ -94,12 +94,22 @@ class Client:
             if match(event):
                 return event
 
-    def call_events(self, uuid: str, timeout: float = WAIT) -> list[Event]:
-        """Events of one channel, up to its final CALLSTATE DOWN, and its BACKGROUND_JOB."""
+    def collect(self, uuid: str, until: str, timeout: float = WAIT) -> list[Event]:
+        """Events of one channel and BACKGROUND_JOBs, up to the first named ``until``."""
         events: list[Event] = []
         deadline = time.monotonic() + timeout
-        while not events or not (events[-1].name == "CHANNEL_CALLSTATE"
-                                 and events[-1].get("Channel-Call-State") == "DOWN"):
+        while not events or events[-1].name != until:
+            _, event = self.next_event(max(deadline - time.monotonic(), 0.01))
+            if event.get("Unique-ID") == uuid or event.name == "BACKGROUND_JOB":
+                events.append(event)
+        return events
+
+    def call_events(self, uuid: str, timeout: float = WAIT) -> list[Event]:
+        """Events of one channel, up to its last (the state CS_DESTROY), and BACKGROUND_JOBs."""
+        events: list[Event] = []
+        deadline = time.monotonic() + timeout
+        while not events or not (events[-1].name == "CHANNEL_STATE"
+                                 and events[-1].get("Channel-State") == "CS_DESTROY"):
             _, event = self.next_event(max(deadline - time.monotonic(), 0.01))
             if event.get("Unique-ID") == uuid or event.name == "BACKGROUND_JOB":
                 events.append(event)
@@ -153,15 +163,19 @@ def names(events: list[Event]) -> list[str]:
     return out
 
 
-TEARDOWN = [
+REPORTING = [
     "CHANNEL_STATE:CS_HANGUP", "CHANNEL_CALLSTATE:HANGUP", "CHANNEL_STATE:CS_REPORTING",
-    "CHANNEL_HANGUP_COMPLETE", "CHANNEL_STATE:CS_DESTROY", "CHANNEL_DESTROY",
-    "CHANNEL_CALLSTATE:DOWN",
+    "CHANNEL_HANGUP_COMPLETE",
 ]
+DESTROY = ["CHANNEL_DESTROY", "CHANNEL_STATE:CS_DESTROY"]
+TEARDOWN = [*REPORTING, *DESTROY]
 SET_UP = [
-    "CHANNEL_OUTGOING", "CHANNEL_STATE:CS_NEW", "CHANNEL_STATE:CS_INIT", "CHANNEL_CREATE",
-    "CHANNEL_ORIGINATE", "CHANNEL_STATE:CS_ROUTING", "CHANNEL_STATE:CS_CONSUME_MEDIA",
+    "CHANNEL_OUTGOING", "CHANNEL_STATE:CS_INIT", "CHANNEL_CREATE", "CHANNEL_ORIGINATE",
+    "CHANNEL_STATE:CS_ROUTING", "CHANNEL_STATE:CS_CONSUME_MEDIA",
 ]
+ANSWER = ["CODEC", "CODEC", "CHANNEL_ANSWER", "CHANNEL_CALLSTATE:ACTIVE", "CALL_UPDATE"]
+PARK = ["CHANNEL_STATE:CS_EXECUTE", "CHANNEL_EXECUTE", "CHANNEL_PARK"]
+UNPARK = ["CHANNEL_HANGUP", "CHANNEL_UNPARK", "CHANNEL_EXECUTE_COMPLETE"]
 
 
 # ------------------------------------------------------------------ connection
@@ -344,7 +358,10 @@ def test_api_holds_events_until_its_response(client: Client) -> None:
     assert out == f"+OK {uuid_of(8)}\n"
     first_event = next(i for i, kind in enumerate(client.order) if kind.startswith("event:"))
     assert client.order[first_event - 1] == "api/response"
-    assert client.order[first_event:first_event + 2] == ["event:API", "event:CHANNEL_OUTGOING"]
+    # The API event is fired once the command has run, as switch_api_execute does.
+    assert client.order[first_event:first_event + 2] == ["event:CHANNEL_OUTGOING",
+                                                          "event:CHANNEL_STATE"]
+    assert client.order.index("event:API") == client.order.index("event:CALL_UPDATE") + 1
 
 
 def test_uuid_kill_replies(client: Client) -> None:
@@ -380,9 +397,13 @@ def test_uuid_hold_and_unhold(client: Client) -> None:
     assert events[0]["Channel-Call-State-Number"] == "5"
     assert client.api(f"uuid_hold {uuid}") == "-ERR Operation failed\n"
     assert client.api(f"uuid_hold off {uuid}") == "+OK Success\n"
-    events = [client.next_event()[1] for _ in range(2)]
+    events = [client.next_event()[1] for _ in range(3)]
+    # UNHELD, and ACTIVE again on the next media frame.
     assert [(e.name, e.get("Channel-Call-State")) for e in events] == [
-        ("CHANNEL_CALLSTATE", "UNHELD"), ("CHANNEL_UNHOLD", "UNHELD")]
+        ("CHANNEL_CALLSTATE", "UNHELD"), ("CHANNEL_UNHOLD", "UNHELD"),
+        ("CHANNEL_CALLSTATE", "ACTIVE")]
+    assert {e["Event-Calling-Function"] for e in events[:2]} == {
+        "switch_ivr_unhold", "switch_channel_perform_set_callstate"}
     assert client.api(f"uuid_hold off {uuid}") == "-ERR Operation failed\n"
     assert client.api(f"uuid_hold {uuid_of(98)}") == "+OK Success\n"
     assert client.api("uuid_hold") == "-USAGE: [off|toggle] <uuid> [<display>]\n"
@@ -396,15 +417,31 @@ def test_uuid_audio_mutes_and_fires_media_bug_events(sim: Simulator, client: Cli
     assert client.api(f"uuid_audio {uuid} start read mute 1") == "+OK\n"
     assert client.next_event()[1]["Media-Bug-Function"] == "audio"
     assert sim.audio_state(uuid)["read"]["mute"] == 1
+    assert client.api(f"uuid_audio {uuid} start write level 2") == "+OK\n"
     assert client.api(f"uuid_audio {uuid} start read mute 0") == "+OK\n"
     assert sim.audio_state(uuid)["read"]["mute"] == 0
     assert client.api(f"uuid_audio {uuid} start write level 9") == "+OK\n"
-    assert sim.audio_state(uuid)["write"]["level"] == 0
+    assert sim.audio_state(uuid)["write"]["level"] == 2  # outside -4..4: ignored
+    assert client.events.empty()  # the write level keeps the bug
     assert client.api(f"uuid_audio {uuid} start read") == usage
     assert client.api(f"uuid_audio {uuid}") == usage
     assert client.api(f"uuid_audio {uuid_of(97)} stop") == "-ERR No such channel!\n"
     assert client.api(f"uuid_audio {uuid} stop") == "+OK\n"
     assert client.next_event()[1].name == "MEDIA_BUG_STOP"
+
+
+def test_unmuting_with_mute_0_removes_the_media_bug_after_the_reply(client: Client) -> None:
+    """With nothing left to change (all mutes and levels 0) the bug removes itself on the
+    next media frame: "mute 0", the worker's unmute, fires MEDIA_BUG_STOP (as on 1.10.12)."""
+    uuid = uuid_of(17)
+    client.api(dial("15550001234", uuid))
+    client.command("event plain MEDIA_BUG_START MEDIA_BUG_STOP API")
+    assert client.api(f"uuid_audio {uuid} start read mute 1") == "+OK\n"
+    assert client.api(f"uuid_audio {uuid} start read mute 0") == "+OK\n"
+    seen = [client.next_event()[1].name for _ in range(4)]
+    assert seen == ["MEDIA_BUG_START", "API", "API", "MEDIA_BUG_STOP"]
+    assert client.api(f"uuid_audio {uuid} start read mute 1") == "+OK\n"
+    assert client.wait_event(lambda e: e.name != "API").name == "MEDIA_BUG_START"
 
 
 def test_uuid_exists_getvar_setvar(client: Client) -> None:
@@ -445,29 +482,31 @@ def test_answered_call_killed_by_request(sim: Simulator, client: Client) -> None
     assert sim.channel_vars(uuid)["origination_caller_id_number"] == "15550001111"
     client.api(f"uuid_kill {uuid}")
     events = client.call_events(uuid)
-    assert names(events) == [
-        "CHANNEL_HANGUP", "CHANNEL_UNPARK", "CHANNEL_EXECUTE_COMPLETE", *TEARDOWN]
-    hangup, complete = events[0], events[6]
+    assert names(events) == [*PARK, *UNPARK, *TEARDOWN]
+    hangup, complete = events[3], events[9]
     assert (hangup["Channel-State"], hangup["Channel-State-Number"]) == ("CS_EXECUTE", "10")
     assert hangup["Answer-State"] == "hangup"
     assert complete["variable_sip_hangup_disposition"] == "send_bye"
+    assert "variable_sip_term_status" not in complete  # a BYE we sent records no response
     assert complete["variable_hangup_cause"] == "NORMAL_CLEARING"
     assert complete["variable_callworker_tenant"] == "t1"
     assert int(complete["variable_answer_epoch"]) > 0
     assert sim.live_channels() == []
 
 
-def test_answered_call_event_order(client: Client) -> None:
+def test_call_that_rings_then_answers_and_the_far_end_hangs_up(
+    sim: Simulator, client: Client
+) -> None:
     client.command("event plain ALL")
     uuid = uuid_of(21)
-    client.send(f"bgapi {dial('15550000200', uuid)}")
+    client.send(f"bgapi {dial('15550001234', uuid)}")
     client.reply()
-    events = client.call_events(uuid)
+    head = client.collect(uuid, "CHANNEL_PARK")
+    sim.hangup(uuid)
+    events = head + client.call_events(uuid)
     assert names(events) == [
-        *SET_UP, "CHANNEL_PROGRESS", "CHANNEL_CALLSTATE:RINGING", "CHANNEL_ANSWER",
-        "CHANNEL_CALLSTATE:ACTIVE", "CHANNEL_STATE:CS_EXECUTE", "CHANNEL_EXECUTE",
-        "CHANNEL_PARK", "BACKGROUND_JOB", "CHANNEL_HANGUP", "CHANNEL_UNPARK",
-        "CHANNEL_EXECUTE_COMPLETE", *TEARDOWN]
+        *SET_UP, "CHANNEL_PROGRESS", "CHANNEL_CALLSTATE:RINGING", *ANSWER, "BACKGROUND_JOB",
+        *PARK, *UNPARK, *TEARDOWN]
     by_name = {e.name: e for e in events}
     assert by_name["CHANNEL_PROGRESS"]["Channel-Call-State"] == "DOWN"
     assert by_name["CHANNEL_ANSWER"]["Channel-Call-State"] == "RINGING"
@@ -477,39 +516,82 @@ def test_answered_call_event_order(client: Client) -> None:
     assert complete["variable_sip_hangup_disposition"] == "recv_bye"
     assert complete["variable_proto_specific_hangup_cause"] == "sip:200"
     start, answer, end = (int(complete[f"variable_{n}_uepoch"]) for n in ("start", "answer", "end"))
-    assert end - answer >= 200_000 and complete["variable_billusec"] == str(end - answer)
+    assert complete["variable_billusec"] == str(end - answer)
     assert complete["variable_duration"] == str(end // 10**6 - start // 10**6)
     assert complete["variable_progress_mediamsec"] == "0"
     progress = int(complete["variable_progress_uepoch"])
-    assert complete["variable_progressusec"] == str(progress - start) and start < progress < answer
+    assert complete["variable_progressusec"] == str(progress - start) and start <= progress < answer
+
+
+def test_0200_answers_without_ringing_and_the_far_end_hangs_up(client: Client) -> None:
+    client.command("event plain ALL")
+    uuid = uuid_of(22)
+    client.send(f"bgapi {dial('15550000200', uuid)}")
+    client.reply()
+    events = client.call_events(uuid)
+    # No 180 came, so no CHANNEL_PROGRESS: the answer finds the call state DOWN.
+    assert names(events) == [*SET_UP, *ANSWER, "BACKGROUND_JOB", *PARK, *UNPARK, *TEARDOWN]
+    answer = events[len(SET_UP) + 2]
+    assert (answer.name, answer["Channel-Call-State"]) == ("CHANNEL_ANSWER", "DOWN")
+    complete = events[-3]
+    assert complete["variable_sip_hangup_disposition"] == "recv_bye"
+    assert complete["variable_progress_uepoch"] == "0"
+    start, answer_at, end = (int(complete[f"variable_{n}_uepoch"]) for n in ("start", "answer", "end"))
+    assert end - answer_at >= 180_000  # far_end_hangup_after=0.2, on a clock of 20 ms steps
+
+
+def test_caller_and_callee_id_swap_once_the_originate_succeeds(client: Client) -> None:
+    """FreeSWITCH swaps caller and callee ID of an answered outbound leg (CALL_UPDATE);
+    the Orig-* fields keep what was sent, which the worker's CDR reads."""
+    client.command("event plain ALL")
+    uuid = uuid_of(23)
+    named = dial("15550001234", uuid, ",origination_caller_id_name='Front Desk'")
+    client.send(f"bgapi {named}")
+    client.reply()
+    head = client.collect(uuid, "CHANNEL_PARK")
+    client.api(f"uuid_kill {uuid}")
+    events = {e.name: e for e in head + client.call_events(uuid)}
+    seen = {name: (e["Caller-Caller-ID-Name"], e["Caller-Caller-ID-Number"],
+                   e["Caller-Callee-ID-Name"], e["Caller-Callee-ID-Number"])
+            for name, e in events.items() if name in ("CHANNEL_ANSWER", "CHANNEL_HANGUP_COMPLETE")}
+    assert seen == {
+        "CHANNEL_ANSWER": ("Front Desk", "15550001111", "15550001234", "15550001234"),
+        "CHANNEL_HANGUP_COMPLETE": ("15550001234", "15550001234", "Front Desk", "15550001111"),
+    }
+    complete = events["CHANNEL_HANGUP_COMPLETE"]
+    assert (complete["Caller-Orig-Caller-ID-Name"], complete["Caller-Orig-Caller-ID-Number"]) == (
+        "Front Desk", "15550001111")
 
 
 @pytest.mark.parametrize(
-    ("number", "cause", "q850", "status", "disposition", "rings"),
+    ("number", "cause", "q850", "status", "rings"),
     [
-        ("15550000486", "USER_BUSY", "17", "486", "recv_refuse", True),
-        ("15550000403", "CALL_REJECTED", "21", "603", "recv_refuse", False),
-        ("15550000404", "UNALLOCATED_NUMBER", "1", "404", "recv_refuse", False),
+        ("15550000486", "USER_BUSY", "17", "486", True),
+        ("15550000403", "CALL_REJECTED", "21", "403", False),
+        ("15550000404", "UNALLOCATED_NUMBER", "1", "404", False),
     ],
 )
-def test_failed_calls(client: Client, number: str, cause: str, q850: str, status: str,
-                      disposition: str, rings: bool) -> None:
+def test_refused_calls_end_before_the_originate_says_err(
+    client: Client, number: str, cause: str, q850: str, status: str, rings: bool
+) -> None:
     client.command("event plain ALL")
     uuid = uuid_of(30)
     client.send(f"bgapi {dial(number, uuid)}")
     client.reply()
     events = client.call_events(uuid)
     ringing = ["CHANNEL_PROGRESS", "CHANNEL_CALLSTATE:RINGING"] if rings else []
-    assert names(events) == [*SET_UP, *ringing, "CHANNEL_HANGUP", *TEARDOWN]
-    job = client.wait_event(lambda e: e.name == "BACKGROUND_JOB")
+    # The leg's HANGUP_COMPLETE comes before the originate's -ERR, as on the real switch.
+    assert names(events) == [*SET_UP, *ringing, "CHANNEL_HANGUP", *REPORTING, "BACKGROUND_JOB",
+                             *DESTROY]
+    complete, job = events[-4], events[-3]
     assert job.body == f"-ERR {cause}\n"
-    complete = events[-4]
     assert complete["Hangup-Cause"] == cause
     assert complete["variable_hangup_cause_q850"] == q850
     assert complete["variable_sip_term_status"] == status
     assert complete["variable_proto_specific_hangup_cause"] == f"sip:{status}"
-    assert complete["variable_sip_hangup_disposition"] == disposition
+    assert complete["variable_sip_hangup_disposition"] == "recv_refuse"
     assert (complete["variable_answer_epoch"], complete["variable_billsec"]) == ("0", "0")
+    assert "variable_rtp_audio_in_mos" not in complete and "variable_read_codec" not in complete
 
 
 def test_unanswered_call_times_out_with_no_answer(client: Client) -> None:
@@ -519,13 +601,14 @@ def test_unanswered_call_times_out_with_no_answer(client: Client) -> None:
     client.send(f"bgapi {command}")
     client.reply()
     events = client.call_events(uuid, timeout=5)
+    # The originate hangs up the leg itself and returns at once: -ERR right after HANGUP.
     assert names(events) == [*SET_UP, "CHANNEL_PROGRESS", "CHANNEL_CALLSTATE:RINGING",
-                             "CHANNEL_HANGUP", *TEARDOWN]
-    complete = events[-4]
+                             "CHANNEL_HANGUP", "BACKGROUND_JOB", *TEARDOWN]
+    complete = events[-3]
     assert (complete["Hangup-Cause"], complete["variable_hangup_cause_q850"]) == ("NO_ANSWER", "19")
     assert complete["variable_sip_hangup_disposition"] == "send_cancel"
-    assert int(complete["variable_duration"]) >= 0 and int(complete["variable_mduration"]) >= 990
-    assert client.wait_event(lambda e: e.name == "BACKGROUND_JOB").body == "-ERR NO_ANSWER\n"
+    assert int(complete["variable_duration"]) >= 0 and int(complete["variable_mduration"]) >= 980
+    assert events[-7].body == "-ERR NO_ANSWER\n"
 
 
 def test_ringing_call_cancelled_by_uuid_kill() -> None:
@@ -543,7 +626,7 @@ def test_ringing_call_cancelled_by_uuid_kill() -> None:
         complete = c.wait_event(lambda e: e.name == "CHANNEL_HANGUP_COMPLETE")
         assert complete["variable_sip_hangup_disposition"] == "send_cancel"
         assert complete["variable_hangup_cause_q850"] == "16"
-        job = c.wait_event(lambda e: e.name == "BACKGROUND_JOB")
+        job = c.wait_event(lambda e: e.name in ("BACKGROUND_JOB", "CHANNEL_DESTROY"))
         assert job.body == "-ERR ORIGINATOR_CANCEL\n"
         c.close()
     finally:
@@ -558,19 +641,165 @@ def test_failures_before_any_channel(client: Client) -> None:
     assert [n for n in client.order if n.startswith("event:") and n != "event:API"] == []
 
 
+# ------------------------------------------------------------------- early media
+
+
+def _early(client: Client, uuid: str, ignore: bool) -> str:
+    flags = ",ignore_early_media=true" if ignore else ""
+    command = dial("15550000183", uuid, flags).replace("originate_timeout=30", "originate_timeout=1")
+    client.send(f"bgapi {command}")
+    client.reply()
+    return command
+
+
+def test_early_media_is_ignored_so_the_originate_timeout_holds(client: Client) -> None:
+    """The worker's originate: 183 with SDP, never answered, ends NO_ANSWER at the timeout."""
+    client.command("event plain ALL")
+    uuid = uuid_of(33)
+    started = time.monotonic()
+    _early(client, uuid, ignore=True)
+    events = client.call_events(uuid, timeout=5)
+    took = time.monotonic() - started
+    assert names(events) == [*SET_UP, "CHANNEL_PROGRESS_MEDIA", "CHANNEL_CALLSTATE:EARLY", "CODEC",
+                             "CODEC", "CHANNEL_HANGUP", "BACKGROUND_JOB", *TEARDOWN]
+    progress, job, complete = events[len(SET_UP)], events[-7], events[-3]
+    assert (progress["Answer-State"], progress["Channel-Call-State"]) == ("early", "DOWN")
+    assert job.body == "-ERR NO_ANSWER\n" and 0.9 <= took < 3
+    assert complete["variable_sip_hangup_disposition"] == "send_cancel"
+    assert complete["variable_progress_uepoch"] == "0"
+    assert int(complete["variable_progress_media_uepoch"]) > 0
+    assert complete["variable_read_codec"] == "PCMU"  # media flowed, unanswered
+
+
+def test_without_ignore_early_media_the_originate_succeeds_at_once_and_never_times_out(
+    sim: Simulator, client: Client
+) -> None:
+    """Why the worker always sends ignore_early_media=true: without it a 183 ends the
+    originate with +OK before any answer, and originate_timeout no longer ends the call."""
+    client.command("event plain ALL")
+    uuid = uuid_of(34)
+    _early(client, uuid, ignore=False)
+    job = client.wait_event(lambda e: e.name == "BACKGROUND_JOB")
+    assert job.body == f"+OK {uuid}\n"
+    with pytest.raises(gevent.queue.Empty):  # past the 1 s timeout, the call is still up
+        client.wait_event(lambda e: e.name == "CHANNEL_HANGUP", timeout=2.0)
+    assert sim.live_channels() == [uuid]
+    assert client.api(f"uuid_kill {uuid}") == "+OK\n"
+    complete = client.wait_event(lambda e: e.name == "CHANNEL_HANGUP_COMPLETE")
+    assert (complete["variable_answer_epoch"], complete["variable_sip_hangup_disposition"]) == (
+        "0", "send_cancel")
+
+
+# ----------------------------------------------------------------------- 0180
+
+
+def test_0180_rings_until_the_far_end_gives_up_with_no_answer() -> None:
+    sim = Simulator("127.0.0.1", 0, ring_delay=0.01, long_ring=0.3)
+    sim.start()
+    try:
+        c = Client(sim.address)
+        c.auth()
+        c.command("event plain ALL")
+        uuid = uuid_of(35)
+        c.send(f"bgapi {dial('15550000180', uuid)}")
+        c.reply()
+        events = c.call_events(uuid)
+        assert names(events) == [*SET_UP, "CHANNEL_PROGRESS", "CHANNEL_CALLSTATE:RINGING",
+                                 "CHANNEL_HANGUP", *REPORTING, "BACKGROUND_JOB", *DESTROY]
+        complete = events[-4]
+        assert (complete["Hangup-Cause"], complete["variable_hangup_cause_q850"]) == ("NO_ANSWER", "19")
+        # The carrier's 480 with a Q.850 Reason of 19, not our CANCEL.
+        assert complete["variable_sip_hangup_disposition"] == "recv_refuse"
+        assert complete["variable_sip_term_status"] == "480"
+        assert events[-3].body == "-ERR NO_ANSWER\n"
+        c.close()
+    finally:
+        sim.stop()
+
+
+def test_0180_rings_60_seconds_by_default() -> None:
+    assert Simulator("127.0.0.1", 0)._switch.timing.long_ring == 60.0
+
+
+# ------------------------------------------------------------------ far-end hold
+
+
+def test_far_end_hold_is_marked_by_the_channel_not_by_switch_ivr(
+    sim: Simulator, client: Client
+) -> None:
+    uuid = uuid_of(36)
+    client.api(dial("15550001234", uuid))
+    client.command("event plain CHANNEL_CALLSTATE CHANNEL_HOLD CHANNEL_UNHOLD")
+    assert sim.far_end_hold(uuid) is True
+    assert sim.far_end_hold(uuid) is False  # already held
+    assert client.api(f"uuid_hold off {uuid}") == "+OK Success\n"  # ours to end: not held by us
+    events = [client.next_event()[1] for _ in range(5)]
+    assert [(e.name, e["Channel-Call-State"], e["Event-Calling-Function"]) for e in events] == [
+        ("CHANNEL_CALLSTATE", "HELD", "switch_channel_perform_set_callstate"),
+        ("CHANNEL_HOLD", "HELD", "switch_channel_mark_hold"),
+        ("CHANNEL_CALLSTATE", "UNHELD", "switch_channel_perform_set_callstate"),
+        ("CHANNEL_UNHOLD", "UNHELD", "switch_ivr_unhold"),
+        ("CHANNEL_CALLSTATE", "ACTIVE", "switch_channel_perform_set_callstate"),
+    ]
+    assert sim.far_end_hold(uuid) is True and sim.far_end_hold(uuid, hold=False) is True
+    events = [client.next_event()[1] for _ in range(5)]
+    assert [e["Event-Calling-Function"] for e in events if e.name != "CHANNEL_CALLSTATE"] == [
+        "switch_channel_mark_hold", "switch_channel_mark_hold"]
+
+
+def test_far_end_hold_needs_an_answered_call() -> None:
+    sim = Simulator("127.0.0.1", 0, ring_delay=0.01, answer_delay=30)
+    sim.start()
+    try:
+        c = Client(sim.address)
+        c.auth()
+        c.command("event plain CHANNEL_PROGRESS")
+        c.send(f"bgapi {dial('15550001234', uuid_of(37))}")
+        c.reply()
+        c.next_event()
+        assert sim.far_end_hold(uuid_of(37)) is False
+        with pytest.raises(KeyError):
+            sim.far_end_hold(uuid_of(38))
+        c.close()
+    finally:
+        sim.stop()
+
+
 # ---------------------------------------------------------------- origination_uuid
 
 
-def test_origination_uuid_in_use_is_replaced_by_a_random_one(
-    sim: Simulator, client: Client
-) -> None:
+def test_origination_uuid_in_use_is_refused_with_no_channel(sim: Simulator, client: Client) -> None:
     uuid = uuid_of(40)
     assert client.api(dial("15550001234", uuid)) == f"+OK {uuid}\n"
-    second = client.api(dial("15550001234", uuid))
-    other = second.removeprefix("+OK ").strip()
-    assert second.startswith("+OK ") and other != uuid and len(other) == 36
-    assert sorted(sim.live_channels()) == sorted([uuid, other])
-    assert sim.channel_vars(other)["origination_uuid"] == uuid
+    client.command("event plain ALL")
+    # FreeSWITCH 1.10.12 logs "Duplicate UUID!" and makes no session at all.
+    assert client.api(dial("15550001234", uuid)) == "-ERR DESTINATION_OUT_OF_ORDER\n"
+    assert [n for n in client.order if n.startswith("event:")] == ["event:API"]
+    assert sim.live_channels() == [uuid] and sim.stats.calls_started == 1
+
+
+# ------------------------------------------------------------------------ clock
+
+
+def test_event_times_move_in_20_ms_steps_unless_asked_otherwise(client: Client) -> None:
+    client.command("event plain CHANNEL_CREATE")
+    client.api(dial("15550001234", uuid_of(41)))
+    stamp = int(client.next_event()[1]["Event-Date-Timestamp"])
+    assert stamp % 20_000 == 0
+    exact = Simulator("127.0.0.1", 0, clock_step=0)
+    exact.start()
+    try:
+        c = Client(exact.address)
+        c.auth()
+        c.command("event plain CHANNEL_CREATE")
+        stamps = set()
+        for n in range(5):
+            c.api(dial("15550001234", uuid_of(42 + n)))
+            stamps.add(int(c.next_event()[1]["Event-Date-Timestamp"]) % 20_000)
+        assert stamps != {0}
+        c.close()
+    finally:
+        exact.stop()
 
 
 # -------------------------------------------------------------------------- load
