@@ -1,4 +1,6 @@
-"""The ``callworker`` command: run, simulate, demo, migrate.
+"""The ``callworker`` command: the worker, and the operator's tools that speak to it.
+
+Worker: run, migrate, simulate, demo. Operator: call, watch, cdr, stats.
 
 gevent must patch the standard library before anything imports socket, ssl or
 psycopg (psycopg picks its wait function at import), so it happens here, first.
@@ -9,19 +11,29 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
-import gc  # noqa: E402
 import logging  # noqa: E402
-import signal  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 
-import gevent  # noqa: E402
-from gevent.event import Event as Flag  # noqa: E402
+from callworker.cli.call import add_call_commands  # noqa: E402
+from callworker.cli.cdr import add_cdr_commands  # noqa: E402
+from callworker.cli.common import (  # noqa: E402
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    CliError,
+)
+from callworker.cli.stats import add_stats_command  # noqa: E402
+from callworker.cli.watch import add_watch_command  # noqa: E402
+from callworker.cli.worker import add_worker_commands  # noqa: E402
+from callworker.errors import BrokerUnavailable, ConfigError, PublishFailed, StoreUnavailable  # noqa: E402
 
-from callworker.config import Settings  # noqa: E402
-from callworker.errors import ConfigError  # noqa: E402
+__all__ = ["EXIT_CONFIG", "main"]
 
-__all__ = ["main"]
+# Exit status of a configuration the command refuses to run with (as argparse's usage errors).
+EXIT_CONFIG = EXIT_USAGE
 
 
 def _logging(level: str) -> None:
@@ -33,111 +45,44 @@ def _logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _wait_for_signal() -> None:
-    stop = Flag()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        gevent.signal_handler(signum, stop.set)
-    stop.wait()
-
-
-def _freeze_what_start_built() -> None:
-    """Keep the objects of start-up (modules, models, compiled statements) out of garbage collection.
-
-    They live as long as the process; left in, every full collection walks all of
-    them (~60 ms here), and that pause stalls the one hub that reads FreeSWITCH,
-    answers commands and publishes.
-    """
-    gc.collect()
-    gc.freeze()
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from callworker.app import Worker
-
-    worker = Worker(Settings())
-    worker.start()
-    _freeze_what_start_built()
-    _wait_for_signal()
-    worker.stop()
-    return 0
-
-
-def cmd_migrate(args: argparse.Namespace) -> int:
-    from callworker.store import migrate
-
-    migrate(Settings().database_url_value)
-    print("database is at the latest schema")
-    return 0
-
-
-def cmd_simulate(args: argparse.Namespace) -> int:
-    from callworker.simulator import Simulator
-
-    settings = Settings()
-    password = args.password if args.password is not None else settings.esl_password.get_secret_value()
-    simulator = Simulator(
-        args.host, args.port, password, ring_delay=args.ring_delay, answer_delay=args.answer_delay,
-        far_end_hangup_after=args.far_end_hangup_after, long_ring=args.long_ring,
-        clock_step=args.clock_step,
-    )
-    simulator.start()
-    host, port = simulator.address
-    print(f"FreeSWITCH ESL simulator listening on {host}:{port}", flush=True)
-    _wait_for_signal()
-    simulator.stop()
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from callworker.demo import run_demo
-
-    return run_demo(hangup_after=args.hangup_after)
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callworker", description=__doc__.split("\n")[0])
-    parser.add_argument("--log-level", default="INFO")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="run the worker (applies pending migrations first)").set_defaults(func=cmd_run)
-    sub.add_parser("migrate", help="apply pending database migrations").set_defaults(func=cmd_migrate)
-    simulate = sub.add_parser("simulate", help="run the FreeSWITCH ESL simulator")
-    simulate.add_argument("--host", default="127.0.0.1")
-    simulate.add_argument("--port", type=int, default=8021)
-    simulate.add_argument("--password", default=None, help="default: CALLWORKER_ESL_PASSWORD or ClueCon")
-    simulate.add_argument("--ring-delay", type=float, default=0.2)
-    simulate.add_argument("--answer-delay", type=float, default=0.6)
-    simulate.add_argument(
-        "--far-end-hangup-after", type=float, default=2.0,
-        help="seconds before the far end hangs up a call to a number ending in 0200",
-    )
-    simulate.add_argument(
-        "--long-ring", type=float, default=60.0,
-        help="seconds a number ending in 0180 rings before the far end gives up (NO_ANSWER)",
-    )
-    simulate.add_argument(
-        "--clock-step", type=float, default=0.02,
-        help="event times move in steps of this many seconds, as FreeSWITCH's clock does (0: exact)",
-    )
-    simulate.set_defaults(func=cmd_simulate)
-    demo = sub.add_parser("demo", help="simulator and worker together, placing a few calls")
-    demo.add_argument("--hangup-after", type=float, default=1.0, help="seconds an answered call stays up")
-    demo.set_defaults(func=cmd_demo)
+    parser.add_argument("--log-level", default=None, help="default INFO; WARNING for the operator's tools")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_worker_commands(sub)
+    add_call_commands(sub)
+    add_watch_command(sub)
+    add_cdr_commands(sub)
+    add_stats_command(sub)
     return parser
 
 
-# Exit status of a configuration the command refuses to run with (as argparse's usage errors).
-EXIT_CONFIG = 2
+def _fail(message: str, status: int) -> int:
+    # An operator's situation, not a bug: one line, no traceback.
+    print(f"callworker: {message}", file=sys.stderr, flush=True)
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _logging(args.log_level)
+    # The operator's tools print what they were asked for; log lines would only mix in.
+    _logging(args.log_level or ("WARNING" if getattr(args, "quiet_logs", False) else "INFO"))
     try:
         return int(args.func(args))
     except ConfigError as error:
-        # An operator's mistake, not a bug: one line that says what to set, no traceback.
-        print(f"callworker: {error}", file=sys.stderr, flush=True)
-        return EXIT_CONFIG
+        return _fail(str(error), EXIT_CONFIG)
+    except CliError as error:
+        return _fail(str(error), error.status)
+    except (BrokerUnavailable, PublishFailed, StoreUnavailable) as error:
+        return _fail(str(error), EXIT_UNAVAILABLE)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of stdout went away (`| head`): stop quietly, and keep Python's
+        # final flush of stdout from failing again on the closed pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

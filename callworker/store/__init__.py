@@ -6,6 +6,7 @@ DataError from SQLAlchemy propagate unchanged.
 """
 
 from callworker.store.db import make_engine, normalise_url, ping
+from callworker.store.export import count_cdrs, iter_cdrs, open_existing
 from callworker.store.flashcall import (
     OrderHistory,
     get_order,
@@ -39,11 +40,13 @@ __all__ = [
     "batch_stored",
     "call_events",
     "call_id_taken",
+    "count_cdrs",
     "delete_outbox",
     "get_call",
     "get_cdr",
     "get_command",
     "get_order",
+    "iter_cdrs",
     "latest_order_for_phone",
     "list_calls",
     "list_cdrs",
@@ -55,6 +58,7 @@ __all__ = [
     "migrate",
     "migrate_engine",
     "normalise_url",
+    "open_existing",
     "order_history",
     "pending_outbox",
     "ping",
