@@ -75,9 +75,26 @@ def test_simulator_uses_only_the_codec_and_builders() -> None:
         assert offending([path], ("pika", "sqlalchemy", "greenswitch")) == {}
 
 
+def _names_cli(name: str) -> bool:
+    return name == "callworker.cli" or name.startswith("callworker.cli.")
+
+
 def test_nothing_imports_the_cli() -> None:
-    users = [p for p in PACKAGE.rglob("*.py") if "callworker.cli" in imports_of(p)]
-    assert [p.name for p in users if p.name != "__main__.py"] == []
+    outside = [p for p in PACKAGE.rglob("*.py") if p.parent != PACKAGE / "cli" and p.name != "__main__.py"]
+    users = [p for p in outside if any(_names_cli(name) for name in imports_of(p))]
+    assert [str(p.relative_to(PACKAGE)) for p in users] == []
+
+
+def test_the_operator_commands_speak_only_the_contract() -> None:
+    """call, watch, cdr and stats reach the worker through bus/ or store/, never its internals."""
+    allowed = ("callworker.contract", "callworker.bus", "callworker.store", "callworker.config",
+               "callworker.errors", "callworker.cli")
+    for path in sorted((PACKAGE / "cli").glob("*.py")):
+        if path.name == "worker.py":
+            continue  # run, simulate, demo: they start the worker and the simulator themselves
+        ours = {name for name in imports_of(path) if name.startswith("callworker")}
+        assert {name for name in ours if not name.startswith(allowed)} == set(), path.name
+        assert offending([path], ("greenswitch", "callworker.esl", "callworker.calls")) == {}
 
 
 def test_only_the_service_layer_and_wiring_combine_esl_bus_and_store() -> None:
