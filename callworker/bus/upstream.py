@@ -21,7 +21,14 @@ from types import TracebackType
 from typing import Any
 
 import pika
-from pika.exceptions import AMQPError, ChannelClosedByBroker, NackError, UnroutableError
+from pika.exceptions import (
+    AMQPError,
+    ChannelClosedByBroker,
+    NackError,
+    ProbableAccessDeniedError,
+    ProbableAuthenticationError,
+    UnroutableError,
+)
 
 from callworker.bus.topology import COMMANDS_EXCHANGE, EVENTS_EXCHANGE
 from callworker.errors import BrokerUnavailable, PublishFailed
@@ -40,8 +47,19 @@ def _why(exc: BaseException) -> str:
     """A one-line reason from a pika exception; pika's messages hold no password."""
     if isinstance(exc, ChannelClosedByBroker) and exc.reply_code == _NOT_FOUND:
         return f"{exc.reply_text} (has a worker run on this broker and vhost yet?)"
-    text = str(exc).strip() or repr(exc)
-    return f"{type(exc).__name__}: {text.splitlines()[0]}"
+    if isinstance(exc, ProbableAuthenticationError):
+        return "the broker refused the user name or password"
+    if isinstance(exc, ProbableAccessDeniedError):
+        return "the broker refused access to the vhost"
+    name = type(exc).__name__
+    text = (str(exc).strip() or repr(exc)).splitlines()[0]
+    # pika repeats the class name inside the text: "AMQPConnectionError: (...)".
+    return f"{name}: {text.removeprefix(name + ': ')}"
+
+
+def _where(params: pika.URLParameters) -> str:
+    """host:port/vhost, never the credentials."""
+    return f"{params.host}:{params.port}/{params.virtual_host}"
 
 
 def _decode(body: bytes) -> dict[str, Any] | None:
@@ -64,7 +82,11 @@ class Upstream:
         self._replies: dict[str, dict[str, Any]] = {}
         self._events: deque[dict[str, Any]] = deque()
         try:
-            self._connection = pika.BlockingConnection(pika.URLParameters(url))
+            params = pika.URLParameters(url)
+        except Exception:  # noqa: BLE001 - the parser's message may repeat the URL, password included
+            raise BrokerUnavailable("the RabbitMQ URL cannot be parsed") from None
+        try:
+            self._connection = pika.BlockingConnection(params)
             self._channel = self._connection.channel()
             self._channel.confirm_delivery()
             self.reply_queue: str = self._channel.queue_declare("", exclusive=True).method.queue
@@ -76,7 +98,7 @@ class Upstream:
                 self._channel.basic_consume(events, self._on_event, auto_ack=True)
         except AMQPError as exc:
             self.close()
-            raise BrokerUnavailable(f"RabbitMQ: {_why(exc)}") from None
+            raise BrokerUnavailable(f"RabbitMQ at {_where(params)}: {_why(exc)}") from None
 
     # ------------------------------------------------------------ consuming
 

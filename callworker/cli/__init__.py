@@ -36,13 +36,16 @@ __all__ = ["EXIT_CONFIG", "main"]
 EXIT_CONFIG = EXIT_USAGE
 
 
-def _logging(level: str) -> None:
+def _logging(level: str, *, operator_tool: bool) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     for noisy in ("pika", "greenswitch", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if operator_tool:
+        # pika logs each failed connection step with a traceback; the tool says it in one line.
+        logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,7 +69,8 @@ def _fail(message: str, status: int) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # The operator's tools print what they were asked for; log lines would only mix in.
-    _logging(args.log_level or ("WARNING" if getattr(args, "quiet_logs", False) else "INFO"))
+    tool = bool(getattr(args, "quiet_logs", False))
+    _logging(args.log_level or ("WARNING" if tool else "INFO"), operator_tool=tool)
     try:
         return int(args.func(args))
     except ConfigError as error:

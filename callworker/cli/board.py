@@ -96,7 +96,8 @@ class Board:
     # ------------------------------------------------------------ drawing
 
     def calls_table(self, now: datetime) -> Table:
-        table = Table(box=box.SIMPLE_HEAD, title=f"calls up now: {len(self.calls)}", title_justify="left")
+        title = f"calls up now: {len(self.calls)}"
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title=title, title_justify="left")
         for name in ("tenant", "call_id", "status", "direction", "from", "to", "duration", "flags"):
             table.add_column(name, no_wrap=True, min_width=36 if name == "call_id" else None)
         rows = sorted(self.calls.values(), key=lambda c: (str(c.snapshot.get("initiated_at") or ""), c.call_id))

@@ -22,9 +22,9 @@ from callworker.cli.common import (
     add_amqp_option,
     add_tenant_option,
     amqp_url,
-    console,
     print_json,
     seconds_from_now,
+    show,
     timestamp,
 )
 from callworker.cli.show import calls_table, error_lines, event_line, result_lines
@@ -106,10 +106,8 @@ def _print_reply(command_type: str, reply: dict[str, Any], as_json: bool) -> int
         result = reply.get("result") if isinstance(reply.get("result"), dict) else {}
         assert isinstance(result, dict)
         if command_type == "call.list" and isinstance(result.get("calls"), list):
-            out = console()
-            out.print(calls_table(result["calls"]))
             more = " (more: raise --offset)" if result.get("has_more") else ""
-            out.print(f"{len(result['calls'])} of {result.get('total_count')}{more}", highlight=False)
+            show(calls_table(result["calls"]), f"{len(result['calls'])} of {result.get('total_count')}{more}")
         else:
             print("\n".join(result_lines(command_type, result)), flush=True)
     if reply.get("ok") is True:

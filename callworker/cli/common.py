@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from pydantic import ValidationError
-from rich.console import Console
+from rich.console import Console, RenderableType
 
 from callworker.config import Settings
 from callworker.contract import TENANT_RE
@@ -33,6 +33,7 @@ __all__ = [
     "database_url",
     "print_json",
     "seconds_from_now",
+    "show",
     "timestamp",
 ]
 
@@ -132,6 +133,18 @@ def console(file: IO[str] | None = None) -> Console:
     if file.isatty():
         return Console(file=file)
     return Console(file=file, width=_UNWRAPPED, no_color=True)
+
+
+def show(*renderables: RenderableType) -> None:
+    """Print tables and text on stdout; into a pipe or file, without rich's trailing padding."""
+    out = console()
+    if out.is_terminal:
+        out.print(*renderables)
+        return
+    with out.capture() as captured:
+        out.print(*renderables)
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+    sys.stdout.flush()
 
 
 def print_json(document: Any, file: IO[str] | None = None) -> None:

@@ -122,7 +122,7 @@ def error_lines(reply: Mapping[str, Any]) -> list[str]:
 
 def calls_table(calls: list[Mapping[str, Any]], *, title: str | None = None) -> Table:
     """Call snapshots (call.list), one row each."""
-    table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", expand=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title=title, title_justify="left", expand=False)
     table.add_column("call_id", no_wrap=True, min_width=36)
     for name in ("status", "direction", "from", "to", "initiated_at", "duration", "hangup_cause", "flags"):
         table.add_column(name, no_wrap=True)

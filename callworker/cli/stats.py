@@ -24,8 +24,8 @@ from callworker.cli.common import (
     add_amqp_option,
     add_tenant_option,
     amqp_url,
-    console,
     print_json,
+    show,
     timestamp,
 )
 from callworker.cli.show import error_lines
@@ -58,7 +58,7 @@ def _key(group: Mapping[str, Any]) -> str:
 
 def stats_tables(groups: Sequence[Mapping[str, Any]]) -> list[Table]:
     """The KPI table, the hangup causes of each group, and flash calls when there were any."""
-    kpis = Table(box=box.SIMPLE_HEAD, title="calls", title_justify="left")
+    kpis = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title="calls", title_justify="left")
     kpis.add_column("group", no_wrap=True)
     for heading, _key_name in _KPIS:
         kpis.add_column(heading, justify="right", no_wrap=True)
@@ -66,7 +66,7 @@ def stats_tables(groups: Sequence[Mapping[str, Any]]) -> list[Table]:
         kpis.add_row(_key(group), *(_number(group.get(name)) for _heading, name in _KPIS))
     tables = [kpis]
 
-    causes = Table(box=box.SIMPLE_HEAD, title="hangup causes", title_justify="left")
+    causes = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title="hangup causes", title_justify="left")
     for heading in ("group", "cause", "calls"):
         causes.add_column(heading, no_wrap=True, justify="right" if heading == "calls" else "left")
     for group in groups:
@@ -78,7 +78,7 @@ def stats_tables(groups: Sequence[Mapping[str, Any]]) -> list[Table]:
     if causes.row_count:
         tables.append(causes)
 
-    flash = Table(box=box.SIMPLE_HEAD, title="flash calls", title_justify="left")
+    flash = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title="flash calls", title_justify="left")
     for heading in ("group", "orders", "verified", "conversion"):
         flash.add_column(heading, no_wrap=True, justify="left" if heading == "group" else "right")
     for group in groups:
@@ -116,9 +116,7 @@ def run_stats(args: argparse.Namespace) -> int:
         return EXIT_ERROR_REPLY
     result = reply.get("result") if isinstance(reply.get("result"), dict) else {}
     groups = [g for g in (result or {}).get("groups") or [] if isinstance(g, dict)]
-    out = console()
-    for table in stats_tables(groups):
-        out.print(table)
+    show(*stats_tables(groups))
     return EXIT_OK
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 import tracemalloc
 import uuid
 from collections.abc import Iterator
@@ -22,6 +25,7 @@ from callworker.store.models import CDRS
 
 pytestmark = pytest.mark.integration
 
+CALLWORKER = Path(sys.executable).with_name("callworker")
 BASE = datetime(2026, 11, 1, tzinfo=UTC)
 CAUSES = (("NORMAL_CLEARING", 16), ("USER_BUSY", 17), ("NO_ANSWER", 19))
 
@@ -183,3 +187,38 @@ def test_a_missing_sqlite_database_is_refused_not_created(tmp_path: Path, capsys
 def test_from_must_precede_to(capsys: pytest.CaptureFixture[str]) -> None:
     status = main(["cdr", "export", "--tenant", "acme", "--from", "2026-12-01", "--to", "2026-11-01"])
     assert status == 2 and capsys.readouterr().err == "callworker: --from must come before --to\n"
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_goes_to_a_terminal_stderr_only(
+    pg_url: str, billed: tuple[str, list[dict[str, Any]]], tmp_path: Path, monkeypatch: Any
+) -> None:
+    tenant, _rows = billed
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    target = tmp_path / "november.json"
+    assert export(pg_url, tenant, "--format", "json", "--output", str(target)) == 0
+    assert "3001/3001" in screen.getvalue()
+    assert len(json.loads(target.read_text())) == 3001
+
+
+def test_a_reader_that_goes_away_ends_the_export_quietly(
+    pg_url: str, billed: tuple[str, list[dict[str, Any]]]
+) -> None:
+    tenant, _rows = billed
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLWORKER_")}
+    env["CALLWORKER_DATABASE_URL"] = pg_url
+    # As `callworker cdr export ... | head -1`: the pipe closes long before the end.
+    export_ = subprocess.Popen(
+        [str(CALLWORKER), "cdr", "export", "--tenant", tenant, "--from", "2026-11-01", "--to", "2026-12-01"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    assert export_.stdout is not None and export_.stderr is not None
+    assert export_.stdout.readline() == ",".join(CDR_FIELDS) + "\n"
+    export_.stdout.close()
+    assert export_.wait(timeout=60) == 141
+    assert export_.stderr.read() == ""
