@@ -117,13 +117,18 @@ def _print_reply(command_type: str, reply: dict[str, Any], as_json: bool) -> int
     return EXIT_ERROR_REPLY
 
 
-def _follow(upstream: Upstream, call_ids: set[str], timeout: float | None, as_json: bool) -> int:
-    """Print the calls' events until each has its terminal event and CDR; EXIT_NO_REPLY on the deadline."""
+def _follow(upstream: Upstream, calls: tuple[str, str | None], timeout: float | None, as_json: bool) -> int:
+    """Print the events of the call (and of its connect call) until each has ended and has its CDR.
+
+    The connect call of ``--to-number`` exists only once the first call is answered:
+    it is waited for only once an event of it has been seen. EXIT_NO_REPLY on the deadline.
+    """
+    call_id, connect_call_id = calls
     deadline = None if timeout is None else time.monotonic() + timeout
-    pending, seen = set(call_ids), set()
+    pending, seen = {call_id}, set()
     while pending:
         remaining = 1.0 if deadline is None else deadline - time.monotonic()
-        event = upstream.next_event(max(0.0, remaining)) if remaining > 0 else None
+        event = upstream.next_event(remaining) if remaining > 0 else None
         if event is None:
             if deadline is not None and time.monotonic() >= deadline:
                 print(f"callworker: the call had not ended after {timeout:g} s", file=sys.stderr, flush=True)
@@ -136,30 +141,34 @@ def _follow(upstream: Upstream, call_ids: set[str], timeout: float | None, as_js
             print_json(event)
         else:
             print(event_line(event), flush=True)
+        subject = str(event.get("call_id"))
         if event.get("type") == "call.cdr":
-            pending.discard(str(event.get("call_id")))
+            pending.discard(subject)
+        elif subject == connect_call_id and event.get("type") == "call.initiated":
+            pending.add(subject)
     return EXIT_OK
 
 
-def _followed_calls(args: argparse.Namespace, fields: dict[str, Any]) -> set[str]:
-    """The call ids --wait follows; the client chooses them, so they are known before publishing."""
+def _followed_calls(args: argparse.Namespace, fields: dict[str, Any]) -> tuple[str, str | None]:
+    """The call ids --wait follows: the call's and its connect call's, chosen here when not given.
+
+    The client chooses them, so the event queue can be bound to them before publishing.
+    """
     if args.call_command == "originate" and "call_id" not in fields:
         fields["call_id"] = str(uuid.uuid4())
     connect = fields.get("connect")
-    if isinstance(connect, dict) and connect.get("to") == "number" and "call_id" not in connect:
-        connect["call_id"] = str(uuid.uuid4())
-    ids = {str(fields["call_id"])}
-    if isinstance(connect, dict) and connect.get("call_id"):
-        ids.add(str(connect["call_id"]))
-    return ids
+    if not (isinstance(connect, dict) and connect.get("to") == "number"):
+        return str(fields["call_id"]), None
+    connect.setdefault("call_id", str(uuid.uuid4()))
+    return str(fields["call_id"]), str(connect["call_id"])
 
 
 def run_call(args: argparse.Namespace) -> int:
     command_type = _TYPES.get(args.call_command, args.call_command)
     fields = _fields(args)
     wait = getattr(args, "wait", False)
-    follow = _followed_calls(args, fields) if wait else set()
-    bindings = [f"{args.tenant}.*.*.{call_id}" for call_id in sorted(follow)]
+    follow = _followed_calls(args, fields) if wait else None
+    bindings = [f"{args.tenant}.*.*.{call_id}" for call_id in (follow or ()) if call_id]
     with Upstream(amqp_url(args), bindings=bindings) as upstream:
         _body, correlation_id = upstream.send(args.tenant, command_type, fields, command_id=args.command_id)
         reply = upstream.reply(correlation_id, args.reply_timeout)
@@ -169,7 +178,7 @@ def run_call(args: argparse.Namespace) -> int:
         status = _print_reply(command_type, reply, args.json)
         result = reply.get("result")
         ended = isinstance(result, dict) and result.get("status") in _ENDED
-        if status != EXIT_OK or not wait or ended:
+        if status != EXIT_OK or follow is None or ended:
             return status  # an ended call has published its events already
         try:
             return _follow(upstream, follow, args.wait_timeout, args.json)

@@ -71,6 +71,21 @@ def test_originate_wait_json_gives_the_raw_reply_and_events(
     assert events[-1]["data"]["hangup_cause"] == "USER_BUSY"
 
 
+def test_wait_for_a_click_to_call_whose_first_call_is_busy_ends_with_it(
+    worker: Worker, tenant: str, amqp_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The second call of connect.to = number is placed only once the first is answered:
+    # --wait must not wait for a call that never comes.
+    status, out, err = call_cmd(capsys, amqp_url, tenant, "originate", "+15551230486", "--to-number",
+                                "+15551112222", "--wait", "--json", "--wait-timeout", "30")
+    assert status == 0, err
+    reply, *events = [json.loads(line) for line in out.splitlines()]
+    sent_connect = reply["result"].get("connect_call_id")
+    assert {e["call_id"] for e in events} == {reply["result"]["call_id"]}
+    assert [e["type"] for e in events] == ["call.initiated", "call.ringing", "call.failed", "call.cdr"]
+    assert sent_connect is None or sent_connect not in {e["call_id"] for e in events}
+
+
 def test_hold_mute_hangup_get_and_list_a_live_call(
     worker: Worker, tenant: str, amqp_url: str, probe: Probe, capsys: pytest.CaptureFixture[str]
 ) -> None:
