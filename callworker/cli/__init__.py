@@ -14,7 +14,8 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+from collections.abc import Iterator, Sequence  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 
 from callworker.cli.call import add_call_commands  # noqa: E402
 from callworker.cli.cdr import add_cdr_commands  # noqa: E402
@@ -36,16 +37,31 @@ __all__ = ["EXIT_CONFIG", "main"]
 EXIT_CONFIG = EXIT_USAGE
 
 
-def _logging(level: str, *, operator_tool: bool) -> None:
+def _logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+def _quiet_libraries() -> None:
     for noisy in ("pika", "greenswitch", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    if operator_tool:
-        # pika logs each failed connection step with a traceback; the tool says it in one line.
-        logging.getLogger("pika").setLevel(logging.CRITICAL)
+
+
+@contextmanager
+def _pika_silenced() -> Iterator[None]:
+    """pika logs each failed connection step with a traceback; the tools say it in one line.
+
+    Restored afterwards, so a caller running main() in-process keeps its own logging.
+    """
+    pika_log = logging.getLogger("pika")
+    level = pika_log.level
+    pika_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        pika_log.setLevel(level)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,13 +82,21 @@ def _fail(message: str, status: int) -> int:
     return status
 
 
+def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "quiet_logs", False):
+        # The operator's tools print what they were asked for; log lines would only mix in.
+        _logging(args.log_level or "WARNING")
+        with _pika_silenced():
+            return int(args.func(args))
+    _logging(args.log_level or "INFO")
+    _quiet_libraries()
+    return int(args.func(args))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # The operator's tools print what they were asked for; log lines would only mix in.
-    tool = bool(getattr(args, "quiet_logs", False))
-    _logging(args.log_level or ("WARNING" if tool else "INFO"), operator_tool=tool)
     try:
-        return int(args.func(args))
+        return _run(args)
     except ConfigError as error:
         return _fail(str(error), EXIT_CONFIG)
     except CliError as error:

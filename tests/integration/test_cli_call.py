@@ -7,6 +7,7 @@ once as a process of its own, as an operator starts it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -206,9 +207,14 @@ def test_a_broker_without_the_workers_topology_exits_4(
 
 
 def test_an_unreachable_broker_exits_4_without_showing_the_password(capsys: pytest.CaptureFixture[str]) -> None:
+    levels = {name: logging.getLogger(name).level for name in ("pika", "alembic", "greenswitch")}
     status, out, err = call_cmd(capsys, "amqp://ops:s3cret-pw@127.0.0.1:1/%2F", "acme", "get", str(uuid.uuid4()))
     assert (status, out) == (4, "")
+    # One line: pika's own tracebacks of each connection step are kept out.
     assert err.startswith("callworker: RabbitMQ at 127.0.0.1:1//: ") and "s3cret-pw" not in err
+    assert len(err.splitlines()) == 1
+    # Run in-process, the tool leaves the caller's logging as it found it.
+    assert {name: logging.getLogger(name).level for name in levels} == levels
 
 
 def test_as_a_process_of_its_own(worker: Worker, tenant: str, amqp_url: str) -> None:
