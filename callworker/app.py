@@ -3,9 +3,12 @@
 Start order: database (migrations, then the live calls of this node back into
 memory), journal and relay (so everything committed gets published), the event
 pump, the command pool, then the connections to FreeSWITCH and RabbitMQ, then
-HTTP. Commands are consumed only while FreeSWITCH is connected; after every
-(re)connect the live calls are reconciled with what FreeSWITCH still has, and the
-flash calls still up are given back the drops that the restart or outage lost.
+HTTP. Commands are consumed only while FreeSWITCH is connected, and after every
+(re)connect only once the live calls have been reconciled with what FreeSWITCH
+still has (tried again until it succeeds, see calls/resync.py); the flash calls
+still up are then given back the drops that the restart or outage lost. FreeSWITCH
+events the worker had to drop (esl/buffer.py) are repaired the same way, once the
+backlog they were dropped from has been journalled.
 """
 
 from __future__ import annotations
@@ -14,21 +17,21 @@ import logging
 from typing import Any
 
 import gevent
-from gevent.queue import Queue
 from prometheus_client import CollectorRegistry, Gauge
 
 from callworker.bus.client import AmqpClient
 from callworker.bus.relay import OutboxItem, OutboxRelay
-from callworker.calls.fsevents import SUBSCRIBED_EVENTS, EventPump
+from callworker.calls.fsevents import PRECIOUS_EVENTS, SUBSCRIBED_EVENTS, EventPump
 from callworker.calls.hooks import HOOK_EVENTS, Hooks, hook_subscription
 from callworker.calls.inbound import InboundCalls
 from callworker.calls.intake import Intake
 from callworker.calls.journal import Journal
 from callworker.calls.reconcile import reconcile
+from callworker.calls.resync import Reconciler
 from callworker.calls.service import CallService
 from callworker.config import Settings, mask_url
 from callworker.errors import StoreUnavailable
-from callworker.esl.codec import Event
+from callworker.esl.buffer import EventBuffer
 from callworker.esl.connection import EslConnection
 from callworker.esl.outbound import OutboundServer
 from callworker.esl.peers import allow_list
@@ -53,7 +56,12 @@ class Worker:
         # Command greenlets, the journal, the relay, health and flash-call sweeps.
         self.engine = make_engine(url, pool_size=settings.command_workers + 16)
         self.registry = CollectorRegistry()
-        self.esl_events: Queue[Event] = Queue(maxsize=settings.esl_event_queue_size)
+        self.esl_events = EventBuffer(
+            settings.esl_event_queue_size,
+            int(settings.esl_event_overflow_mb * 1024 * 1024),
+            precious=lambda event: event.name in PRECIOUS_EVENTS,
+            on_loss=self._on_events_lost,
+        )
         self.bus = AmqpClient(
             settings.amqp_url_value,
             node_id=settings.node_id,
@@ -74,6 +82,9 @@ class Worker:
             rescan=self.relay.rescan,
             batch_max=settings.write_batch_max,
             linger=settings.write_linger_ms / 1000,
+            # Two batches ahead: a backlog of FreeSWITCH events waits in esl_events,
+            # where it is bounded, counted and never holds up the ESL reader.
+            queue_size=max(2 * settings.write_batch_max, 100),
         )
         # ALL, narrowed by filters to the events used plus dialplan hooks (callworker::*).
         events, filters = hook_subscription(SUBSCRIBED_EVENTS)
@@ -141,6 +152,11 @@ class Worker:
             },
         )
         self._owners = [self.calls.owner_of]
+        self.reconciler = Reconciler(
+            self._reconcile_once,
+            connected=lambda: self.esl.connected,
+            on_reconciled=self._take_commands,
+        )
         self.http = HttpServer(settings.http_host, settings.http_port, health=self.health, registry=self.registry)
         self._metrics()
 
@@ -179,6 +195,7 @@ class Worker:
         self.socket_server.stop()
         self.intake.drain(timeout / 3)
         self.intake.stop()
+        self.reconciler.stop()
         self.flashcalls.stop()
         self.inbound.stop()
         # No new FreeSWITCH events after this; the ones already read are journalled.
@@ -210,21 +227,32 @@ class Worker:
         self.intake.on_delivery(delivery)
 
     def _on_freeswitch_up(self) -> None:
-        gevent.spawn(self._reconcile_then_consume)
-
-    def _reconcile_then_consume(self) -> None:
-        try:
-            reconcile(self.journal, self.esl, in_flight=self.calls.dialling, engine=self.engine)
-            # Timers die with the process and hang-ups with an outage; the calls
-            # reconciliation left live are the ones still to drop.
-            self.flashcalls.rearm()
-        except Exception:
-            log.exception("reconciliation with FreeSWITCH failed; will retry on the next connect")
-        if self.esl.connected:
-            self.bus.resume_consuming()
+        self.reconciler.on_connected()
 
     def _on_freeswitch_down(self) -> None:
         self.bus.pause_consuming()
+        self.reconciler.on_disconnected()
+
+    def _on_events_lost(self) -> None:
+        # The backlog the events were dropped from is cleared: repair what they said.
+        self.reconciler.request()
+
+    def _reconcile_once(self) -> bool:
+        """One reconciliation; true if it had live calls to compare (worth a second look)."""
+        outcome = reconcile(self.journal, self.esl, in_flight=self.calls.dialling, engine=self.engine,
+                            caught_up=self._caught_up)
+        # Timers die with the process and hang-ups with an outage; the calls
+        # reconciliation left live are the ones still to drop.
+        self.flashcalls.rearm()
+        return outcome.checked > 0
+
+    def _caught_up(self) -> None:
+        """Until the events read so far have been handed to the journal."""
+        self.pump.wait_taken(self.esl_events.accepted)
+
+    def _take_commands(self) -> None:
+        if self.esl.connected:
+            self.bus.resume_consuming()
 
     def _fetch_pending(self, after_id: int, limit: int) -> list[OutboxItem]:
         return [
@@ -252,10 +280,13 @@ class Worker:
         except StoreUnavailable:
             database = False
         database = database and self.journal.healthy
+        # Reconciled: no gap left unrepaired between the calls here and FreeSWITCH's.
+        reconciled = self.reconciler.reconciled and not self.esl_events.losing
         body = {
             "node": self.settings.node_id,
             "freeswitch": {
                 "connected": self.esl.connected,
+                "reconciled": reconciled,
                 "host": self.settings.esl_host,
                 "port": self.settings.esl_port,
             },
@@ -264,7 +295,7 @@ class Worker:
             "live_calls": len(self.journal.calls),
             "outbox_backlog": self.relay.backlog,
         }
-        ok = self.esl.connected and self.bus.ready and database
+        ok = self.esl.connected and reconciled and self.bus.ready and database
         body["status"] = "ok" if ok else "degraded"
         return ok, body
 
@@ -275,8 +306,31 @@ class Worker:
             "callworker_freeswitch_connected": ("1 while the ESL connection is up", lambda: int(self.esl.connected)),
             "callworker_rabbitmq_connected": ("1 while RabbitMQ is ready", lambda: int(self.bus.ready)),
             "callworker_esl_event_queue": (
-                "FreeSWITCH events waiting for the journal",
+                "FreeSWITCH events waiting for the journal (queue and overflow)",
                 lambda: self.esl_events.qsize(),
+            ),
+            "callworker_esl_event_overflow_events": (
+                "FreeSWITCH events held beyond the queue", lambda: self.esl_events.overflow_events,
+            ),
+            "callworker_esl_event_overflow_bytes": (
+                "Bytes of the events held beyond the queue", lambda: self.esl_events.overflow_bytes,
+            ),
+            "callworker_esl_event_overflow_peak_bytes": (
+                "Most bytes ever held beyond the queue", lambda: self.esl_events.overflow_peak_bytes,
+            ),
+            "callworker_esl_events_overflowed": (
+                "FreeSWITCH events that went through the overflow", lambda: self.esl_events.overflowed,
+            ),
+            "callworker_esl_events_dropped": (
+                "FreeSWITCH events dropped past the overflow cap", lambda: self.esl_events.dropped,
+            ),
+            "callworker_esl_reply_timeouts": (
+                "ESL commands whose reply did not come in time", lambda: self.esl.stats.timeouts,
+            ),
+            "callworker_esl_connects": ("ESL connections established", lambda: self.esl.stats.connects),
+            "callworker_reconciliations": ("Reconciliations that succeeded", lambda: self.reconciler.succeeded),
+            "callworker_reconciliations_failed": (
+                "Reconciliation attempts that failed (each is tried again)", lambda: self.reconciler.failed,
             ),
             "callworker_journal_batches": ("Journal batches committed", lambda: self.journal.batches),
             "callworker_commands_handled": ("Command deliveries handled", lambda: self.intake.handled),

@@ -74,7 +74,10 @@ class Settings(BaseSettings):
     esl_send_timeout_s: float = 5.0
     esl_connect_timeout_s: float = 5.0
     esl_event_format: str = "plain"
-    esl_event_queue_size: int = 20000
+    esl_event_queue_size: int = Field(default=20000, ge=1)
+    # Events beyond the queue are held in an overflow up to this many MB (as FreeSWITCH
+    # sent them); past it they are dropped and the calls reconciled once it has cleared.
+    esl_event_overflow_mb: float = Field(default=256.0, ge=0)
 
     # Writer and relay
     write_batch_max: int = 500

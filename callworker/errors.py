@@ -10,6 +10,7 @@ __all__ = [
     "FreeSwitchNotSent",
     "FreeSwitchTimeout",
     "FreeSwitchAuthError",
+    "FreeSwitchUnreadable",
     "ProtocolError",
     "UnsafeValue",
     "BrokerUnavailable",
@@ -49,6 +50,10 @@ class FreeSwitchTimeout(FreeSwitchUnavailable):
 
 class FreeSwitchAuthError(FreeSwitchError):
     """FreeSWITCH refused the ESL password or the connection (ACL)."""
+
+
+class FreeSwitchUnreadable(FreeSwitchError):
+    """FreeSWITCH answered, but not in a form that says what was asked: the answer is unknown."""
 
 
 class ProtocolError(CallworkerError):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 import gevent
-from gevent.queue import Queue
+import gevent.event
 
 from callworker.calls.cdr import cdr_fields, cdr_row, epoch_us, synthetic_cdr_fields
 from callworker.calls.clean import clean_token
@@ -23,11 +23,18 @@ from callworker.calls.states import ANSWERED_STATUSES, FS_EVENT_SIGNALS, TERMINA
 from callworker.contract import utcnow
 from callworker.esl.codec import Event
 
-__all__ = ["SUBSCRIBED_EVENTS", "EventPump", "end_call", "end_reconstructed", "held_by"]
+__all__ = [
+    "PRECIOUS_EVENTS", "SUBSCRIBED_EVENTS", "EventPump", "EventSource", "end_call", "end_reconstructed",
+    "held_by",
+]
 
 log = logging.getLogger("callworker.events")
 
 SUBSCRIBED_EVENTS: tuple[str, ...] = ("CHANNEL_CREATE", "BACKGROUND_JOB", *FS_EVENT_SIGNALS)
+# Kept longest when events must be dropped: the real CDR, and the outcome of an
+# originate that made no channel. What the others said, a later hangup or the
+# reconciliation tells again (all but hold changes and dialplan hooks).
+PRECIOUS_EVENTS = frozenset({"CHANNEL_HANGUP_COMPLETE", "BACKGROUND_JOB"})
 
 
 def _occurred_at(event: Event) -> datetime:
@@ -99,9 +106,23 @@ def _hangup_op(call_id: str, cause: str | None, occurred_at: datetime, cdr: dict
     def op(unit: Unit) -> None:
         record = unit.call(call_id)
         if record is not None:
+            record.channel_seen = True
+            _missed_before_hangup(unit, record, cdr)
             end_call(unit, record, cause=cause, occurred_at=occurred_at, cdr=cdr)
 
     return op
+
+
+def _missed_before_hangup(unit: Unit, record: CallRecord, cdr: dict[str, Any]) -> None:
+    """The ringing and answer the CDR shows but whose events never came (dropped on the way).
+
+    Usually the call has them already and the state table ignores them.
+    """
+    answered_at, start, pdd_ms = cdr.get("answer_stamp"), cdr.get("start_stamp"), cdr.get("pdd_ms")
+    if pdd_ms is not None and start is not None:
+        unit.signal(record, Signal.RINGING, start + timedelta(milliseconds=pdd_ms))
+    if answered_at is not None:
+        unit.signal(record, Signal.ANSWERED, answered_at)
 
 
 def _created_op(call_id: str) -> Callable[[Unit], None]:
@@ -126,15 +147,21 @@ def _job_failed_op(call_id: str, cause: str, occurred_at: datetime) -> Callable[
     return op
 
 
+class EventSource(Protocol):
+    def get(self) -> Event: ...
+
+
 class EventPump:
     """Reads the ESL event queue and submits one operation per relevant event."""
 
-    def __init__(self, events: Queue[Event], journal: Journal) -> None:
+    def __init__(self, events: EventSource, journal: Journal) -> None:
         self._events = events
         self._journal = journal
         self._greenlet: gevent.Greenlet | None = None
         self._extra: dict[str, Callable[[Event], None]] = {}
         self.handled = 0
+        self.taken = 0  # events taken from the queue and handed on (relevant or not)
+        self._progress = gevent.event.Event()
 
     def on(self, event_name: str, handler: Callable[[Event], None]) -> None:
         """Route another subscribed event (e.g. CUSTOM) to ``handler``, in stream order."""
@@ -155,6 +182,19 @@ class EventPump:
                 self.handle(event)
             except Exception:
                 log.exception("could not handle %s", event.name)
+            self.taken += 1
+            self._progress.set()
+
+    def wait_taken(self, count: int) -> None:
+        """Return once ``count`` events in all have been taken and their operations submitted.
+
+        The journal runs operations in the order submitted, so one submitted after
+        this returns runs after those of the events.
+        """
+        while self.taken < count:
+            self._progress.clear()
+            if self.taken < count:
+                self._progress.wait()
 
     def handle(self, event: Event) -> None:
         name = event.name

@@ -26,8 +26,9 @@ Rules for what comes from the network:
 A caller may hang up while the call is being opened; FreeSWITCH's hangup event
 is then ignored because the journal did not know the call yet. So when a session
 ends, the call is checked again a little later: still live here but gone from
-FreeSWITCH (``uuid_exists``) means it ends with a reconstructed CDR, as the
-reconciliation after a reconnect would do.
+FreeSWITCH (``uuid_exists`` answers ``false``) means it ends with a reconstructed
+CDR, as the reconciliation after a reconnect would do. Any other answer, or none,
+says nothing: the check is made again later (a few times), never taken as "gone".
 """
 
 from __future__ import annotations
@@ -45,11 +46,11 @@ from callworker.calls.cdr import epoch_us
 from callworker.calls.clean import clean_name, clean_number
 from callworker.calls.fsevents import end_reconstructed
 from callworker.calls.journal import Journal, Unit
+from callworker.calls.reconcile import channel_exists
 from callworker.calls.record import CallRecord
 from callworker.calls.states import TERMINAL, Signal, Status
 from callworker.contract import TENANT_RE, UUID_RE, call_snapshot, utcnow
 from callworker.errors import FreeSwitchError, StoreUnavailable
-from callworker.esl import builders
 from callworker.esl.codec import Event
 from callworker.esl.outbound import OutboundSession
 from callworker.esl.port import FreeSwitchPort
@@ -61,6 +62,9 @@ __all__ = ["DEFAULT_TENANT", "InboundCalls", "InboundFacts", "clean_name", "clea
 log = logging.getLogger("callworker.inbound")
 
 DEFAULT_TENANT = "default"
+# How many times a call is checked after its session ended while FreeSWITCH's
+# answer stays unknown (then the reconciliation after the next reconnect decides).
+SETTLE_CHECKS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,20 +210,24 @@ class InboundCalls:
     # ----------------------------------------------------------------- settling
 
     def _settle_later(self, call_id: str) -> None:
-        gevent.sleep(self._settle_after)  # a timer: FreeSWITCH's own hangup event goes first
-        record = self._journal.calls.get(call_id)
-        port = self._port
-        if record is None or record.status in TERMINAL or port is None or not port.connected:
-            return  # ended as usual, or the reconciliation after reconnect will see to it
-        try:
-            exists = port.api(builders.uuid_exists(call_id)).strip()
-        except FreeSwitchError:
+        for _ in range(SETTLE_CHECKS):
+            gevent.sleep(self._settle_after)  # a timer: FreeSWITCH's own hangup event goes first
+            record = self._journal.calls.get(call_id)
+            port = self._port
+            if record is None or record.status in TERMINAL or port is None or not port.connected:
+                return  # ended as usual, or the reconciliation after reconnect will see to it
+            try:
+                exists = channel_exists(port, call_id)
+            except FreeSwitchError as exc:
+                log.warning("inbound call %s: no answer whether FreeSWITCH still has it (%s); "
+                            "asking again", call_id, exc)
+                continue
+            if exists:
+                return
+            if self._journal.run(_settle_op(call_id)):
+                self.settled += 1
+                log.warning("inbound call %s ended while it was being taken over; settled", call_id)
             return
-        if exists != "false":
-            return
-        if self._journal.run(_settle_op(call_id)):
-            self.settled += 1
-            log.warning("inbound call %s ended while it was being taken over; settled", call_id)
 
 
 def _settle_op(call_id: str) -> Callable[[Unit], bool]:

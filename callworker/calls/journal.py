@@ -41,7 +41,7 @@ from typing import Any, Generic, TypeVar
 
 import gevent
 from gevent.event import AsyncResult
-from gevent.queue import Empty, Queue
+from gevent.queue import Empty, Full, Queue
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
@@ -292,12 +292,16 @@ class Journal:
         if self._greenlet is None or self._opener is None:
             return
         deadline = time.monotonic() + timeout
-        opened = AsyncResult()
-        self._openings.put(_Opening(Unit(self, utcnow(), opening=True), opened))
-        opened.wait(timeout)
-        done = AsyncResult()
-        self._queue.put(_Pending(lambda unit: None, done))
-        done.wait(max(0.0, deadline - time.monotonic()))
+        try:
+            # Bounded queues: a journal stuck on a dead database may have no room left.
+            opened = AsyncResult()
+            self._openings.put(_Opening(Unit(self, utcnow(), opening=True), opened), timeout=timeout)
+            opened.wait(max(0.0, deadline - time.monotonic()))
+            done = AsyncResult()
+            self._queue.put(_Pending(lambda unit: None, done), timeout=max(0.0, deadline - time.monotonic()))
+            done.wait(max(0.0, deadline - time.monotonic()))
+        except Full:
+            log.warning("the journal did not finish what was submitted within %g s", timeout)
         gevent.killall([self._greenlet, self._opener], timeout=1)
         self._greenlet = self._opener = None
 

@@ -17,15 +17,29 @@ process restarting) are gone; ``show channels as json`` tells what is left.
   another node id (the worker was renamed, or replaced by another with a new id)
   is adopted: it is this node's call now, its events continue from its last seq.
   Channels with no call row (not placed or taken over by callworker) are left alone.
+
+The channel list is not the last word on a call. It comes from FreeSWITCH's SQL
+table, filled by a thread of its own, so it lags the core: a channel made a
+moment ago may be missing. A call missing from it is ended only once
+``uuid_exists`` (which asks the core) answers ``false``; one that still exists is
+left alone (its own events end it). An answer that cannot be read (``-ERR``, not
+JSON, neither ``true`` nor ``false``) means "unknown", never "gone":
+``reconcile`` raises ``FreeSwitchUnreadable`` and the caller tries again later.
+Before deciding, the events FreeSWITCH sent ahead of its answers are journalled
+(``caught_up``), so a call whose hangup was already on its way ends with its
+real CDR rather than a reconstructed one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Container
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
+import gevent.pool
 from sqlalchemy.engine import Engine
 
 from callworker.calls.fsevents import end_reconstructed
@@ -33,17 +47,23 @@ from callworker.calls.journal import Journal, Unit
 from callworker.calls.record import CallRecord
 from callworker.calls.states import TERMINAL, Signal
 from callworker.contract import utcnow
+from callworker.errors import FreeSwitchUnreadable
 from callworker.esl import builders
 from callworker.esl.port import FreeSwitchPort
 from callworker.store import live_calls_by_id
 
-__all__ = ["Outcome", "live_channels", "missed_signals", "reconcile"]
+__all__ = ["Outcome", "channel_exists", "live_channels", "missed_signals", "reconcile"]
 
 log = logging.getLogger("callworker.reconcile")
 
 # FreeSWITCH channel call states (switch_channel_callstate_t) that say how far a call got.
 _RANG = frozenset({"RINGING", "EARLY", "RING_WAIT"})
 _ANSWERED = frozenset({"ACTIVE", "HELD", "UNHELD"})
+# uuid_exists questions in flight at once on the one connection (replies come in order).
+_ASKING = 32
+# FreeSWITCH answers a bgapi originate before its job thread has made the channel:
+# a call this young whose channel was never seen may simply not have one yet.
+_FRESH = timedelta(seconds=2)
 
 
 @dataclass
@@ -53,17 +73,67 @@ class Outcome:
     ended: int = 0
     progressed: int = 0
     adopted: int = 0
+    checked: int = 0  # live calls compared with FreeSWITCH's channels
+    kept: int = 0  # missing from the list, but FreeSWITCH still has the channel
+    unknown: int = 0  # missing from the list, and uuid_exists gave no readable answer
+    fresh: int = 0  # missing, placed a moment ago and no channel seen yet: left for next time
 
 
 def live_channels(port: FreeSwitchPort) -> dict[str, str]:
-    """The channels FreeSWITCH has now: UUID -> call state (``show channels as json``)."""
+    """The channels FreeSWITCH lists now: UUID -> call state (``show channels as json``).
+
+    Raises FreeSwitchUnreadable when the answer is not a channel list.
+    """
     text = port.api(builders.show_channels_json()).strip()
-    data = json.loads(text) if text.startswith("{") else {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    rows = _rows(data)
+    if rows is None:
+        raise FreeSwitchUnreadable(f"show channels answered {text[:80]!r}")
     return {
         str(row["uuid"]): str(row.get("callstate") or "").upper()
-        for row in data.get("rows", [])
+        for row in rows
         if row.get("uuid")
     }
+
+
+def _rows(data: Any) -> list[dict[str, Any]] | None:
+    """The rows of ``{"row_count": N, "rows": [...]}``; None if it is not that shape."""
+    if not isinstance(data, dict):
+        return None
+    count = data.get("row_count")
+    rows = data.get("rows", [])
+    if type(count) is not int or not isinstance(rows, list) or len(rows) != count:
+        return None
+    if not all(isinstance(row, dict) for row in rows):
+        return None
+    return rows
+
+
+def channel_exists(port: FreeSwitchPort, call_id: str) -> bool:
+    """``uuid_exists``: whether FreeSWITCH's core has the channel.
+
+    Raises FreeSwitchUnreadable for any answer but ``true`` or ``false``.
+    """
+    text = port.api(builders.uuid_exists(call_id)).strip()
+    if text in ("true", "false"):
+        return text == "true"
+    raise FreeSwitchUnreadable(f"uuid_exists answered {text[:80]!r}")
+
+
+def _existence(port: FreeSwitchPort, call_ids: Iterable[str]) -> dict[str, bool | None]:
+    """``uuid_exists`` of each call, asked a few at a time; None where the answer is unknown."""
+
+    def ask(call_id: str) -> tuple[str, bool | None]:
+        try:
+            return call_id, channel_exists(port, call_id)
+        except FreeSwitchUnreadable as exc:
+            log.debug("call %s: %s", call_id, exc)
+            return call_id, None
+
+    return dict(gevent.pool.Pool(_ASKING).imap_unordered(ask, call_ids))
 
 
 def missed_signals(callstate: str) -> list[Signal]:
@@ -81,12 +151,16 @@ def missed_signals(callstate: str) -> list[Signal]:
 
 def reconcile(
     journal: Journal, port: FreeSwitchPort, *, in_flight: Container[str] = (), engine: Engine | None = None,
-) -> int:
-    """Settle and update the live calls; returns how many were ended.
+    caught_up: Callable[[], None] | None = None,
+) -> Outcome:
+    """Settle and update the live calls; what was done.
 
     Only calls opened before this check started are considered, and none in
     ``in_flight`` (originates not yet handed to FreeSWITCH, e.g. waiting to be
     sent again on this new connection): such a call may not have its channel yet.
+    ``caught_up`` returns once the events read so far have been handed to the
+    journal. Raises FreeSwitchUnreadable (after settling what is known) when
+    FreeSWITCH's answer about some call could not be read.
     """
     started = utcnow()
     before = [
@@ -94,15 +168,18 @@ def reconcile(
         if c.initiated_at < started and c.call_id not in in_flight
     ]
     if not before and engine is None:
-        return 0  # nothing to settle, and no database to find orphans in
+        return Outcome()  # nothing to settle, and no database to find orphans in
     channels = live_channels(port)
     strangers = [u for u in channels if not journal.knows(u) and u not in in_flight]
     orphans = live_calls_by_id(engine, strangers) if engine is not None and strangers else []
+    exists = _existence(port, [c for c in before if c not in channels])
     if not before and not orphans:
-        return 0
+        return Outcome()
+    if caught_up is not None:
+        caught_up()
 
     def op(unit: Unit) -> Outcome:
-        outcome = _settle(unit, before, channels)
+        outcome = _settle(unit, before, channels, exists)
         outcome.adopted = _adopt(unit, orphans, channels)
         return outcome
 
@@ -112,7 +189,14 @@ def reconcile(
             "reconciled with FreeSWITCH: %d call(s) ended while the worker was away, "
             "%d brought up to date, %d adopted", outcome.ended, outcome.progressed, outcome.adopted,
         )
-    return outcome.ended
+    if outcome.kept:
+        log.info("%d call(s) missing from FreeSWITCH's channel list still exist; left as they are",
+                 outcome.kept)
+    if outcome.unknown:
+        raise FreeSwitchUnreadable(
+            f"FreeSWITCH gave no readable answer whether {outcome.unknown} call(s) still exist"
+        )
+    return outcome
 
 
 def _adopt(unit: Unit, rows: list[dict], channels: dict[str, str]) -> int:
@@ -130,20 +214,31 @@ def _adopt(unit: Unit, rows: list[dict], channels: dict[str, str]) -> int:
     return adopted
 
 
-def _settle(unit: Unit, call_ids: list[str], channels: dict[str, str]) -> Outcome:
+def _settle(
+    unit: Unit, call_ids: list[str], channels: dict[str, str], exists: dict[str, bool | None],
+) -> Outcome:
     """The journal operation: end the calls that are gone, catch up on the others."""
     outcome = Outcome()
     for call_id in call_ids:
         record = unit.call(call_id)
         if record is None or record.status in TERMINAL:
             continue
+        outcome.checked += 1
         if call_id in channels:
             record.channel_seen = True
             if _catch_up(unit, record, channels[call_id]):
                 outcome.progressed += 1
-        else:
+        elif exists.get(call_id) is False:
+            if not record.channel_seen and record.initiated_at > unit.now - _FRESH:
+                outcome.fresh += 1
+                continue
             end_reconstructed(unit, record)
             outcome.ended += 1
+        elif exists.get(call_id):
+            record.channel_seen = True  # FreeSWITCH made it; its own events will end it
+            outcome.kept += 1
+        else:
+            outcome.unknown += 1
     return outcome
 
 

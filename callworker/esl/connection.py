@@ -7,8 +7,9 @@ reply is lost or late, no later reply can be matched to its command any more.
 ``EslConnection`` is the supervisor: it opens a session, authenticates,
 subscribes, calls ``on_connected``; on loss it calls ``on_disconnected``, waits a
 jittered, capped, exponential backoff and starts again with a new session.
-Events go to the owner's bounded queue with a blocking ``put``: when the owner
-falls behind, the reader stops reading and TCP pushes back on FreeSWITCH.
+Events go to the owner's ``EventBuffer``, whose ``put`` never blocks: the reader
+is also where replies are matched, so it keeps reading whatever the consumer of
+the events does (see ``esl/buffer.py`` for what happens when that falls behind).
 
 What greenswitch does here: ``EslSession`` subclasses greenswitch 0.0.19's
 ``InboundESL``, and only its constructor runs: the connection settings (host,
@@ -31,8 +32,8 @@ overridden or never called, because of greenswitch's measured defects
 * an ``InboundESL`` cannot be reused after a drop: here the supervisor makes a
   new session and subscribes again;
 * its dispatcher greenlet with an unbounded queue, its handlers and its
-  root-logger logging never run: events go straight to the owner's bounded
-  queue, logs to ``callworker.esl``.
+  root-logger logging never run: events go straight to the owner's
+  ``EventBuffer``, logs to ``callworker.esl``.
 
 docs/esl.md has the full account.
 """
@@ -45,7 +46,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gevent
 import gevent.event
@@ -61,10 +62,8 @@ from callworker.errors import (
     FreeSwitchUnavailable,
     ProtocolError,
 )
+from callworker.esl.buffer import EventBuffer
 from callworker.esl.codec import Event, Frame, FrameParser, encode_command, parse_event
-
-if TYPE_CHECKING:
-    import gevent.queue
 
 __all__ = ["Backoff", "EslConnection", "EslSession", "EslStats", "FreeSwitchNotSent"]
 
@@ -117,7 +116,7 @@ class EslSession(InboundESL):  # type: ignore[misc]
         password: str,
         *,
         connect_timeout: float,
-        on_event: Callable[[Event], Any],
+        on_event: Callable[[Event, int], Any],
         stats: EslStats | None = None,
         on_lost: Callable[[], None] | None = None,
     ) -> None:
@@ -301,7 +300,7 @@ class EslSession(InboundESL):  # type: ignore[misc]
             log.warning("dropping an unreadable event from %s: %s", self.where, exc)
             return
         self.stats.events_received += 1
-        self._on_event(event)  # a blocking put: backpressure onto the socket
+        self._on_event(event, len(frame.body))  # never blocks: replies come on this greenlet too
 
     def _on_disconnect_notice(self, frame: Frame) -> None:
         if frame.headers.get("Content-Disposition") != "linger":
@@ -369,7 +368,7 @@ class EslConnection:
         events: Sequence[str],
         custom_subclasses: Sequence[str] = (),
         event_format: str = "plain",
-        event_queue: gevent.queue.Queue[Event],
+        event_queue: EventBuffer,
         send_timeout: float = 5.0,
         connect_timeout: float = 5.0,
         on_connected: Callable[[], None] | None = None,

@@ -151,8 +151,12 @@ class CallWatch:
                 "flash call %s: FreeSWITCH unavailable, the ring timeout will end it", call_id
             )
             return
-        if reply.startswith("-ERR"):
+        if reply.startswith("-ERR No such channel"):
             log.debug("flash call %s had already ended", call_id)
+        elif not reply.startswith("+OK"):
+            # Not a sign the call ended: it stays marked, and its next event, the
+            # reconciliation after a reconnect or the ring timeout ends it.
+            log.warning("flash call %s: FreeSWITCH did not drop it: %s", call_id, reply[:80])
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ into a BACKGROUND_JOB) alike.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import gevent
 
@@ -34,6 +35,7 @@ class ApiRunner:
 
     def __init__(self, switch: Switch) -> None:
         self.sw = switch
+        self._refusals: list[list[Any]] = []  # [line prefix, reply, times left]
         self._simple: dict[str, Callable[[str], str]] = {
             "status": lambda _args: status_text(self.sw),
             "version": lambda _args: version_text(),
@@ -48,6 +50,18 @@ class ApiRunner:
             "hupall": self.hupall,
         }
 
+    def refuse(self, line: str, reply: str, times: int) -> None:
+        """The next ``times`` commands starting with ``line`` answer ``reply`` instead."""
+        self._refusals.append([line, reply, times])
+
+    def _refusal(self, command: str, args: str) -> str | None:
+        line = f"{command} {args}".rstrip()
+        for refusal in self._refusals:
+            if line.startswith(refusal[0]) and refusal[2] > 0:
+                refusal[2] -= 1
+                return str(refusal[1])
+        return None
+
     def run(self, command: str, args: str, done: Done) -> None:
         """Run the command; ``done`` gets its output. The API event is fired once it has
         run, just before its output is reported, as switch_api_execute does."""
@@ -57,6 +71,10 @@ class ApiRunner:
             self.sw.fire("API", lambda: [Block(pairs)])
             done(text)
 
+        refused = self._refusal(command, args)
+        if refused is not None:
+            finish(refused)
+            return
         if command == "originate":
             originate(self.sw, args, finish)
             return

@@ -103,6 +103,7 @@ class Channel:
     progress_media_us: int = 0
     answered_us: int = 0
     hangup_us: int = 0
+    destroyed_us: int = 0
     last_hold_us: int = 0
     hold_accum_us: int = 0
     held_since_us: int = 0

@@ -107,7 +107,7 @@ def show(sw: Switch, args: str) -> str:
         return SHOW_USAGE
     columns = CHANNEL_COLUMNS if words[0] == "channels" else CALL_COLUMNS
     make = _channel_row if words[0] == "channels" else _call_row
-    rows = [make(sw, ch) for ch in sorted(sw.channels.values(), key=lambda c: c.created_us)]
+    rows = [make(sw, ch) for ch in sw.listed()]
     if as_json:
         if not rows:
             return '{"row_count": 0}\n'

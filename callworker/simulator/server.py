@@ -136,6 +136,29 @@ class Simulator:
     def live_channels(self) -> list[str]:
         return list(self._switch.channels)
 
+    # ------------------------------------------------------------ real-switch truths
+
+    @property
+    def channel_list_lag(self) -> float:
+        """Seconds ``show channels`` lags the core (0: never), as on FreeSWITCH 1.10.12.
+
+        A channel is listed that long after it was made, and still listed that long
+        after it was destroyed; ``uuid_exists`` always answers from the core.
+        """
+        return self._switch.list_lag
+
+    @channel_list_lag.setter
+    def channel_list_lag(self, seconds: float) -> None:
+        self._switch.list_lag = seconds
+
+    def refuse_api(self, line: str, reply: str = "-ERR no reply\n", *, times: int = 1) -> None:
+        """The next ``times`` api/bgapi commands starting with ``line`` answer ``reply``.
+
+        E.g. ``refuse_api("show channels")``: the reconciliation's channel list comes
+        back as an ``-ERR``, as it can from a busy or broken FreeSWITCH.
+        """
+        self._api.refuse(line, reply, times)
+
     def channel_vars(self, uuid: str) -> dict[str, str]:
         """The variables of a live or recently ended channel (KeyError if unknown)."""
         return self._switch.lookup(uuid).variables.copy()

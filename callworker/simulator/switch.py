@@ -99,6 +99,10 @@ class Switch:
         self.load = _Load()
         self.started = time.time()
         self.calls = gevent.pool.Group()
+        # How far `show channels` (FreeSWITCH's SQL table, filled by a thread of its
+        # own) lags the core, in seconds: a channel is listed this long after it was
+        # made and still listed this long after it was destroyed.
+        self.list_lag = 0.0
 
     def now_us(self) -> int:
         """The switch's clock: microseconds, in FreeSWITCH's steps."""
@@ -183,6 +187,7 @@ class Switch:
         self.load.record(len(self.channels))
 
     def forget(self, ch: Channel) -> None:
+        ch.destroyed_us = now_us()
         if self.channels.get(ch.uuid) is ch:
             del self.channels[ch.uuid]
         ch.cache.clear()
@@ -195,6 +200,16 @@ class Switch:
 
     def find(self, uuid: str) -> Channel | None:
         return self.channels.get(uuid)
+
+    def listed(self) -> list[Channel]:
+        """The channels ``show channels`` lists now, oldest first (``list_lag`` behind the core)."""
+        if self.list_lag <= 0:
+            found = list(self.channels.values())
+        else:
+            now, lag = now_us(), int(self.list_lag * 1_000_000)
+            gone = [ch for ch in self.ended.values() if ch.destroyed_us + lag > now]
+            found = [ch for ch in [*self.channels.values(), *gone] if ch.created_us + lag <= now]
+        return sorted(found, key=lambda c: c.created_us)
 
     def lookup(self, uuid: str) -> Channel:
         """A live or recently ended channel (for tests); KeyError if never seen."""

@@ -40,6 +40,8 @@ class FakePort:
         if command.startswith("show channels as json"):
             rows = [{"uuid": u} for u in sorted(self.channels)]
             return json.dumps({"row_count": len(rows), "rows": rows}) if rows else '{"row_count": 0}\n'
+        if command.startswith("uuid_exists "):
+            return "true" if command.split()[1] in self.channels else "false"
         if command.startswith("uuid_hold"):
             return "+OK Success\n"
         return "+OK\n"
@@ -244,7 +246,7 @@ def test_reconcile_ends_calls_freeswitch_no_longer_has(setup: Any) -> None:
     ]
     pump.handle(fs_event("CHANNEL_ANSWER", gone))
     port.channels = {kept}
-    assert reconcile(journal, port) == 1
+    assert reconcile(journal, port).ended == 1
     assert published_types(published, gone)[-2:] == ["call.completed", "call.cdr"]
     cdr = get_cdr(engine, TENANT, gone)
     assert cdr is not None
@@ -279,3 +281,40 @@ def test_reconcile_adopts_a_live_call_left_under_another_node_id(setup: Any) -> 
     sync(journal)
     assert [e["seq"] for e in call_events(engine, call_id)] == [3]
     assert published_types(published, call_id) == ["call.answered"]
+
+
+def test_a_hangup_after_lost_events_still_tells_the_call_rang_and_was_answered(setup: Any) -> None:
+    # CHANNEL_PROGRESS and CHANNEL_ANSWER were dropped on the way (or never heard):
+    # the hangup's CDR shows both, so the call ends completed, not failed.
+    service, journal, pump, port, published, engine = setup
+    call_id = service.execute(command("originate", destination_number="+15551230001"), Delivered(None, None))["result"][
+        "call_id"
+    ]
+    pump.handle(fs_event("CHANNEL_HANGUP_COMPLETE", call_id, **{
+        "variable_hangup_cause": "NORMAL_CLEARING", "variable_start_uepoch": "1700000000000000",
+        "variable_progressmsec": "180", "variable_answer_uepoch": "1700000002000000",
+        "variable_end_uepoch": "1700000009000000", "variable_billsec": "7",
+    }))
+    sync(journal)
+    assert published_types(published, call_id) == [
+        "call.initiated", "call.ringing", "call.answered", "call.completed", "call.cdr"]
+    events = call_events(engine, call_id)
+    assert events[1]["body"]["occurred_at"].startswith("2023-11-14T22:13:20.18")
+    assert events[2]["body"]["occurred_at"].startswith("2023-11-14T22:13:22")
+    call = get_call(engine, TENANT, call_id)
+    assert call is not None and call["status"] == "completed"
+    cdr = get_cdr(engine, TENANT, call_id)
+    assert cdr is not None and cdr["billsec"] == 7 and cdr["reconstructed"] is False
+
+
+def test_a_hangup_of_a_call_never_answered_adds_nothing(setup: Any) -> None:
+    service, journal, pump, port, published, engine = setup
+    call_id = service.execute(command("originate", destination_number="+15551230486"), Delivered(None, None))["result"][
+        "call_id"
+    ]
+    pump.handle(fs_event("CHANNEL_HANGUP_COMPLETE", call_id, **{
+        "variable_hangup_cause": "USER_BUSY", "variable_answer_uepoch": "0",
+        "variable_start_uepoch": "1700000000000000",
+    }))
+    sync(journal)
+    assert published_types(published, call_id) == ["call.initiated", "call.failed", "call.cdr"]

@@ -28,10 +28,10 @@ from callworker.errors import (
     FreeSwitchUnavailable,
     UnsafeValue,
 )
+from callworker.esl.buffer import EventBuffer
 from callworker.esl.codec import (
     Command,
     CommandParser,
-    Event,
     api_response,
     auth_request,
     command_reply,
@@ -193,7 +193,7 @@ def make_conn(fs: FakeFreeSwitch) -> Iterator[Callable[..., EslConnection]]:
     def make(*, start: bool = True, **options: Any) -> EslConnection:
         params: dict[str, Any] = {
             "events": ("CHANNEL_CREATE", "BACKGROUND_JOB"),
-            "event_queue": Queue(maxsize=100),
+            "event_queue": EventBuffer(100, 1 << 20),
             "connect_timeout": 2.0,
             "backoff_initial": 0.01,
             "backoff_max": 0.05,
@@ -220,7 +220,7 @@ def free_port() -> int:
 
 
 def session(port: int, password: str = PASSWORD, timeout: float = 2.0) -> EslSession:
-    return EslSession("127.0.0.1", port, password, connect_timeout=timeout, on_event=lambda e: None)
+    return EslSession("127.0.0.1", port, password, connect_timeout=timeout, on_event=lambda event, size: None)
 
 
 # ----------------------------------------------------------------------- defect 1: timeouts
@@ -354,7 +354,7 @@ def test_event_values_are_split_before_decoding(
     )
     frame = event_frame(payload)
     fs.api["emit"] = lambda conn, args: conn.send(frame + api_response("+OK"))
-    queue: Queue[Event] = Queue(maxsize=10)
+    queue: EventBuffer = EventBuffer(10, 1 << 20)
     conn = make_conn(event_queue=queue)
     assert conn.api("emit") == "+OK"
     event = queue.get(timeout=WAIT)
@@ -368,7 +368,7 @@ def test_event_values_are_split_before_decoding(
 def test_junk_in_the_stream_is_skipped_and_counted(
     fs: FakeFreeSwitch, make_conn: Callable[..., EslConnection]
 ) -> None:
-    queue: Queue[Event] = Queue(maxsize=10)
+    queue: EventBuffer = EventBuffer(10, 1 << 20)
     junk = b"\nuuid_transfer " + plain_event(7) + api_response("ok")
     fs.api["junk"] = lambda conn, args: conn.send(junk)
     conn = make_conn(event_queue=queue)
@@ -495,7 +495,7 @@ def test_reconnect_uses_a_new_session_and_subscribes_again(
 
 
 def test_json_subscription(fs: FakeFreeSwitch, make_conn: Callable[..., EslConnection]) -> None:
-    queue: Queue[Event] = Queue(maxsize=10)
+    queue: EventBuffer = EventBuffer(10, 1 << 20)
     fs.api["emit"] = lambda conn, args: conn.send(json_event(3) + api_response("ok"))
     conn = make_conn(start=False, event_format="json", event_queue=queue)
     conn.start()
@@ -512,7 +512,7 @@ def test_two_thousand_concurrent_api_calls_each_get_their_own_reply(
     fs: FakeFreeSwitch, make_conn: Callable[..., EslConnection]
 ) -> None:
     fs.api["evecho"] = lambda conn, args: conn.send(plain_event(int(args)) + api_response(args))
-    queue: Queue[Event] = Queue(maxsize=10)
+    queue: EventBuffer = EventBuffer(10, 1 << 20)
     conn = make_conn(event_queue=queue)
     received: list[str] = []
 
@@ -535,16 +535,55 @@ def test_events_reach_the_bounded_queue_in_order(
     frames = [json_event(i) if i % 3 == 0 else plain_event(i) for i in range(1, 301)]
     burst = b"".join(frame + (LOG_FRAME if i % 50 == 0 else b"") for i, frame in enumerate(frames))
     fs.api["burst"] = lambda conn, args: conn.send(burst + api_response("sent"))
-    queue: Queue[Event] = Queue(maxsize=3)
+    queue = EventBuffer(3, 1 << 20)
     conn = make_conn(event_queue=queue)
     caller = gevent.spawn(conn.api, "burst", timeout=30)
     sequences = []
     for _ in range(300):
         sequences.append(int(queue.get(timeout=WAIT)["Event-Sequence"]))
-        assert queue.qsize() <= 3
     assert sequences == list(range(1, 301))
     assert caller.get(timeout=WAIT) == "sent"
     assert conn.stats.events_received == 300
+
+
+def test_replies_keep_coming_while_nobody_takes_the_events(
+    fs: FakeFreeSwitch, make_conn: Callable[..., EslConnection]
+) -> None:
+    # The journal stalls (say the database is away) and events pile up: each api
+    # answer comes behind a burst of events, and must still reach its caller at once.
+    fs.api["burst"] = lambda conn, args: conn.send(
+        b"".join(plain_event(int(args) * 100 + i) for i in range(100)) + api_response(args))
+    queue = EventBuffer(50, 1 << 20)
+    conn = make_conn(event_queue=queue)
+    for round_no in range(10):
+        assert conn.api(f"burst {round_no}", timeout=2.0) == str(round_no)
+    assert conn.stats.timeouts == 0 and conn.stats.disconnects == 0 and conn.connected
+    assert queue.qsize() == 1000 and queue.overflow_events == 950 and queue.dropped == 0
+    taken = [int(queue.get(timeout=WAIT)["Event-Sequence"]) for _ in range(1000)]
+    assert taken == list(range(1000))
+
+
+def test_past_the_overflow_cap_events_are_dropped_and_the_loss_reported_once_cleared(
+    fs: FakeFreeSwitch, make_conn: Callable[..., EslConnection]
+) -> None:
+    def body(seq: int) -> bytes:  # all of one size
+        return encode_event_plain([("Event-Name", "CHANNEL_ANSWER"), ("Event-Sequence", f"{seq:03d}")])
+
+    size = len(body(0))
+    fs.api["burst"] = lambda conn, args: conn.send(
+        b"".join(event_frame(body(i)) for i in range(int(args))) + api_response(args))
+    losses: list[int] = []
+    queue = EventBuffer(10, 20 * size, on_loss=lambda: losses.append(queue.dropped))
+    conn = make_conn(event_queue=queue)
+    assert conn.api("burst 100", timeout=2.0) == "100"
+    # 10 in the queue, then 15 ordinary events in the overflow (a quarter of the cap is
+    # kept for precious ones): the other 75 are dropped, and the connection stays up.
+    assert (queue.qsize(), queue.overflow_events, queue.dropped) == (25, 15, 75)
+    assert queue.losing and losses == [] and conn.connected
+    taken = [int(queue.get(timeout=WAIT)["Event-Sequence"]) for _ in range(25)]
+    assert taken == list(range(25))
+    assert losses == [75] and not queue.losing
+    assert conn.stats.timeouts == 0 and conn.stats.disconnects == 0
 
 
 # ----------------------------------------------------------------------- commands

@@ -469,6 +469,27 @@ def test_show_channels_as_json_and_csv(client: Client) -> None:
     assert csv.endswith("\n\n2 total.\n")
 
 
+def test_refused_api_commands_answer_as_told_then_as_usual(sim: Simulator, client: Client) -> None:
+    sim.refuse_api("show channels", "-ERR no reply\n", times=2)
+    assert client.api("show channels as json") == "-ERR no reply\n"
+    assert client.api("uuid_exists x") == "false"  # other commands are not touched
+    assert client.api("show channels as json") == "-ERR no reply\n"
+    assert client.api("show channels as json") == '{"row_count": 0}\n'
+
+
+def test_a_lagging_channel_list_does_not_show_a_new_channel_the_core_has(
+    sim: Simulator, client: Client
+) -> None:
+    sim.channel_list_lag = 60.0
+    uuid = uuid_of(17)
+    assert client.api(dial("15550001234", uuid)) == f"+OK {uuid}\n"
+    assert client.api("show channels as json") == '{"row_count": 0}\n'
+    assert client.api("show channels") == "\n0 total.\n"
+    assert client.api(f"uuid_exists {uuid}") == "true"
+    sim.channel_list_lag = 0.0
+    assert [r["uuid"] for r in json.loads(client.api("show channels as json"))["rows"]] == [uuid]
+
+
 # -------------------------------------------------------------------- outcomes
 
 

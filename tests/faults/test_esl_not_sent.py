@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import gevent
 import pytest
-from gevent.queue import Queue
 
 from callworker.errors import FreeSwitchNotSent, FreeSwitchUnavailable
+from callworker.esl.buffer import EventBuffer
 from callworker.esl.connection import EslConnection, EslSession
 from callworker.simulator import Simulator
 
@@ -29,7 +29,7 @@ def simulator() -> Iterator[Simulator]:
 
 def connection(simulator: Simulator) -> EslConnection:
     host, port = simulator.address
-    return EslConnection(host, port, "ClueCon", events=("CHANNEL_CREATE",), event_queue=Queue(),
+    return EslConnection(host, port, "ClueCon", events=("CHANNEL_CREATE",), event_queue=EventBuffer(100, 1 << 20),
                          send_timeout=10.0, connect_timeout=2.0)
 
 
@@ -68,7 +68,7 @@ class BrokenSocket:
 
 
 def test_a_failed_write_sends_nothing_and_closes_the_session() -> None:
-    session = EslSession("127.0.0.1", 1, "ClueCon", connect_timeout=1.0, on_event=lambda e: None)
+    session = EslSession("127.0.0.1", 1, "ClueCon", connect_timeout=1.0, on_event=lambda event, size: None)
     session.sock = BrokenSocket()
     session.connected = True
     with pytest.raises(FreeSwitchNotSent):
