@@ -84,7 +84,7 @@ class Worker:
             linger=settings.write_linger_ms / 1000,
             # Two batches ahead: a backlog of FreeSWITCH events waits in esl_events,
             # where it is bounded, counted and never holds up the ESL reader.
-            queue_size=max(2 * settings.write_batch_max, 100),
+            queue_size=2 * settings.write_batch_max,
         )
         # ALL, narrowed by filters to the events used plus dialplan hooks (callworker::*).
         events, filters = hook_subscription(SUBSCRIBED_EVENTS)

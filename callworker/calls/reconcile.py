@@ -27,7 +27,10 @@ JSON, neither ``true`` nor ``false``) means "unknown", never "gone":
 ``reconcile`` raises ``FreeSwitchUnreadable`` and the caller tries again later.
 Before deciding, the events FreeSWITCH sent ahead of its answers are journalled
 (``caught_up``), so a call whose hangup was already on its way ends with its
-real CDR rather than a reconstructed one.
+real CDR rather than a reconstructed one. A call placed less than two seconds
+ago whose channel was never seen is not ended either: FreeSWITCH answers a
+``bgapi originate`` before its job thread has made the channel. Such calls are
+settled by the next round (see ``resync.py``).
 """
 
 from __future__ import annotations
