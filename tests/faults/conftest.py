@@ -49,7 +49,8 @@ def _target(url: str) -> tuple[str, int]:
 
 
 @pytest.fixture(scope="module")
-def rig(pg_url: str, amqp_url: str) -> Iterator[Rig]:
+def rig(request: pytest.FixtureRequest, pg_url: str, amqp_url: str) -> Iterator[Rig]:
+    """One rig per module; a module may set ``WORKER_ENV`` (settings of its own) and ``RATE``."""
     simulator = Simulator("127.0.0.1", 0, "ClueCon", ring_delay=0.05, answer_delay=0.15,
                           far_end_hangup_after=1.0)
     simulator.start()
@@ -69,6 +70,7 @@ def rig(pg_url: str, amqp_url: str) -> Iterator[Rig]:
         "CALLWORKER_ESL_CONNECT_TIMEOUT_S": "2", "CALLWORKER_ESL_SEND_TIMEOUT_S": "3",
         "CALLWORKER_COMMAND_WORKERS": "32", "CALLWORKER_COMMAND_MAX_AGE_S": "60",
         "CALLWORKER_FLASHCALL_HMAC_KEY": "faults-suite-flashcall-key",
+        **getattr(request.module, "WORKER_ENV", {}),
     }
     # Not under pytest's basetemp: other pytest runs rotate it away while this one reads it.
     logs = Path(tempfile.mkdtemp(prefix="callworker-faults-"))
@@ -79,7 +81,8 @@ def rig(pg_url: str, amqp_url: str) -> Iterator[Rig]:
     probe = Probe(f"{amqp_url}?heartbeat=0", event_bindings=(f"{tenant}.#",))
     recorder = Recorder(probe)
     # Calls per second; raise it to make the races the faults hit more likely.
-    driver = Driver(probe, recorder, tenant, rate=float(os.environ.get("CALLWORKER_FAULTS_RATE", "12")))
+    rate = getattr(request.module, "RATE", None) or float(os.environ.get("CALLWORKER_FAULTS_RATE", "12"))
+    driver = Driver(probe, recorder, tenant, rate=rate)
     engine = make_engine(pg_url)
     built = Rig(simulator, amqp_proxy, pg_proxy, esl_proxy, worker, probe, recorder, driver,
                 engine, amqp_url, node)
@@ -99,12 +102,13 @@ def rig(pg_url: str, amqp_url: str) -> Iterator[Rig]:
         print(f"\nworker log: {worker.log_path}")
 
 
-SLOW_MODULE = Path(__file__).resolve().parent / "test_faults.py"
+HERE = Path(__file__).resolve().parent
+SLOW_MODULES = {HERE / "test_faults.py", HERE / "test_event_backlog.py"}
 
 
 def _asked_for(config: pytest.Config) -> bool:
     """Whether the command line names this directory or something in it."""
-    here = SLOW_MODULE.parent
+    here = HERE
     for arg in config.args:
         path = Path(config.invocation_params.dir, arg.split("::", 1)[0]).resolve()
         if path == here or here in path.parents:
@@ -115,15 +119,15 @@ def _asked_for(config: pytest.Config) -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The fault phases run when asked for by path (``make test-faults``), not in every run.
 
-    They restart worker processes and cut connections for over a minute, so
+    They restart worker processes and cut connections for minutes, so
     ``pytest`` without arguments (``make test``) deselects them, and says so; the
     quick tests of this directory run everywhere.
     """
     if _asked_for(config):
         return
-    slow = [item for item in items if Path(str(item.path)) == SLOW_MODULE]
+    slow = [item for item in items if Path(str(item.path)) in SLOW_MODULES]
     if slow:
-        items[:] = [item for item in items if Path(str(item.path)) != SLOW_MODULE]
+        items[:] = [item for item in items if Path(str(item.path)) not in SLOW_MODULES]
         config.hook.pytest_deselected(items=slow)
 
 

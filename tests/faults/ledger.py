@@ -238,6 +238,7 @@ class Ledger:
         first_seen = list(dict.fromkeys(int(d.get("seq", 0)) for d in deliveries))
         if first_seen != sorted(first_seen):
             fig.reordered += 1
+            fig.problem(f"{call_id}: events first arrived in seq order {first_seen}")
 
     def _ending(self, fig: Figures, call_id: str, stored: _Stored, deliveries: list[Any]) -> None:
         """One terminal event, one CDR row, one call.cdr event; the status FreeSWITCH saw."""

@@ -11,11 +11,17 @@ phase are printed at the end of the session and kept in bench-results/faults.md.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from callworker.bus.topology import EVENTS_EXCHANGE
+from callworker.esl.buffer import EventBuffer
+from callworker.esl.connection import EslConnection
+from callworker.simulator import Simulator
 from tests.faults.ledger import Figures, outbox_backlog
 from tests.faults.rig import Rig
 from tests.faults.traffic import Sent
@@ -136,6 +142,58 @@ def test_database_unreachable(rig: Rig) -> None:
     figures = rig.run_phase("database", "PostgreSQL down 3 s, then 20 cuts on statements in flight", cut)
     assert seen["health"] is not None, "/healthz did not report the database down"
     assert_held(figures)
+
+
+def test_freeswitch_lost_while_the_database_is_down(rig: Rig) -> None:
+    seen: dict[str, Any] = {}
+
+    def outage() -> None:
+        # A channel of another application: reconciliation must ask the database
+        # whether it is a call of this worker's under another node id.
+        with other_application_call(rig.simulator) as other:
+            rig.pg_proxy.cut()
+            assert rig.worker.wait_health(lambda status, body: not body["database"]["reachable"], timeout=10)
+            rig.esl_proxy.cut()
+            # The calls up end now, unheard: only reconciliation can settle them.
+            seen["ended"] = [c for c in rig.simulator.live_channels() if c != other]
+            for call_id in seen["ended"]:
+                rig.simulator.hangup(call_id)
+            rig.traffic_for(1.5)
+            failed = rig.worker.metrics()["callworker_reconciliations_failed"]
+            rig.esl_proxy.restore()
+            # Connected again, but not reconciled: the database is needed for that.
+            seen["unreconciled"] = rig.worker.wait_health(
+                lambda status, body: status == 503 and body["freeswitch"]["connected"]
+                and not body["freeswitch"]["reconciled"], timeout=10)
+            rig.traffic_for(3.0)
+            seen["retried"] = rig.worker.metrics()["callworker_reconciliations_failed"] - failed
+            rig.pg_proxy.restore()
+            rig.worker.wait_healthy(timeout=30)
+
+    figures = rig.run_phase("esl+database", "FreeSWITCH lost while PostgreSQL is down", outage)
+    assert seen["unreconciled"] is not None, "/healthz did not report the worker unreconciled"
+    assert seen["retried"] >= 2, "reconciliation was not tried again while the database was down"
+    assert seen["ended"] and figures.reconstructed >= len(seen["ended"])
+    assert_held(figures)
+
+
+@contextmanager
+def other_application_call(simulator: Simulator) -> Iterator[str]:
+    """A call up on FreeSWITCH that callworker did not place, for the duration."""
+    host, port = simulator.address
+    other = EslConnection(host, port, "ClueCon", events=("CHANNEL_CREATE",),
+                          event_queue=EventBuffer(10, 0), connect_timeout=2.0)
+    other.start()
+    call_id = str(uuid.uuid4())
+    try:
+        assert other.wait_connected(5)
+        reply = other.api(f"originate {{origination_uuid={call_id}}}sofia/gateway/default/+15557770001 &park()")
+        assert reply.startswith("+OK"), reply
+        yield call_id
+    finally:
+        if other.connected:
+            other.api(f"uuid_kill {call_id}")
+        other.stop()
 
 
 def test_graceful_restart(rig: Rig) -> None:

@@ -116,6 +116,9 @@ class Driver:
         self.rate = rate
         self.mix = mix or {"answer": 0.6, "busy": 0.15, "stay": 0.25}
         self.republish_share = republish_share
+        # When set: originates carry expires_at this many seconds ahead (an app that
+        # gives up on a dial after that long) and are never republished.
+        self.expires_in: float | None = None
         self._rng = random.Random(seed)
         self.sent: dict[str, Sent] = {}
         self.phase = ""
@@ -175,7 +178,8 @@ class Driver:
         for kind, share in self.mix.items():
             total += share
             if roll < total:
-                return kind
+                # A call that may expire unplaced is never one to hang up by command.
+                return "answer" if kind == "stay" and self.expires_in is not None else kind
         return "answer"
 
     def number(self, kind: str) -> str:
@@ -193,6 +197,8 @@ class Driver:
         self._probe.publish_raw(f"{self.tenant}.{sent.type}", json.dumps(sent.body).encode())
 
     def originate(self, kind: str, **extra: Any) -> Sent:
+        if self.expires_in is not None and "expires_at" not in extra:
+            extra["expires_at"] = (datetime.now(UTC) + timedelta(seconds=self.expires_in)).isoformat()
         sent = self.publish("originate", destination_number=self.number(kind),
                             call_id=str(uuid.uuid4()), timeout_s=10, **extra)
         sent.kind = kind

@@ -80,6 +80,18 @@ class WorkerProcess:
         except (OSError, ValueError):
             return None
 
+    def metrics(self) -> dict[str, float]:
+        """The worker's /metrics, by metric name (samples without labels)."""
+        url = f"http://127.0.0.1:{self.http_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        found: dict[str, float] = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if line and not line.startswith("#") and "{" not in name:
+                found[name] = float(value)
+        return found
+
     def wait_healthy(self, timeout: float = 30.0) -> dict[str, Any]:
         """Poll /healthz until it answers 200; the body."""
         deadline = time.monotonic() + timeout
