@@ -292,7 +292,7 @@ def test_a_hangup_after_lost_events_still_tells_the_call_rang_and_was_answered(s
     ]
     pump.handle(fs_event("CHANNEL_HANGUP_COMPLETE", call_id, **{
         "variable_hangup_cause": "NORMAL_CLEARING", "variable_start_uepoch": "1700000000000000",
-        "variable_progressmsec": "180", "variable_answer_uepoch": "1700000002000000",
+        "variable_progress_uepoch": "1700000000180000", "variable_answer_uepoch": "1700000002000000",
         "variable_end_uepoch": "1700000009000000", "variable_billsec": "7",
     }))
     sync(journal)

@@ -122,7 +122,7 @@ def test_a_call_that_ended_during_the_drop_is_still_settled_when_the_list_lags(
 def small_buffers(simulator: Simulator, pg_url: str, amqp_url: str) -> Iterator[Worker]:
     """A worker whose event queue and overflow are tiny, so a short stall overflows them."""
     settings = make_settings(simulator, pg_url, amqp_url, esl_event_queue_size=20,
-                             esl_event_overflow_mb=0.02, write_batch_max=50)
+                             esl_event_overflow_mb=0.02, write_batch_max=10)
     worker = start_worker(settings)
     yield worker
     worker.stop()
