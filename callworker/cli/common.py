@@ -25,6 +25,7 @@ __all__ = [
     "EXIT_UNAVAILABLE",
     "EXIT_USAGE",
     "CliError",
+    "load_settings",
     "add_amqp_option",
     "add_database_option",
     "add_tenant_option",
@@ -59,7 +60,8 @@ class CliError(Exception):
         self.status = status
 
 
-def _settings() -> Settings:
+def load_settings() -> Settings:
+    """The settings from the environment; ConfigError naming the first variable that is wrong."""
     try:
         return Settings()
     except ValidationError as exc:
@@ -71,12 +73,12 @@ def _settings() -> Settings:
 
 def amqp_url(args: argparse.Namespace) -> str:
     """--amqp-url, else CALLWORKER_AMQP_URL, else the contract's default."""
-    return str(args.amqp_url) if args.amqp_url else _settings().amqp_url_value
+    return str(args.amqp_url) if args.amqp_url else load_settings().amqp_url_value
 
 
 def database_url(args: argparse.Namespace) -> str:
     """--database-url, else CALLWORKER_DATABASE_URL, else the SQLite file of the working directory."""
-    return str(args.database_url) if args.database_url else _settings().database_url_value
+    return str(args.database_url) if args.database_url else load_settings().database_url_value
 
 
 def add_amqp_option(parser: argparse.ArgumentParser) -> None:

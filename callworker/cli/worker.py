@@ -10,7 +10,7 @@ from typing import Any
 import gevent
 from gevent.event import Event as Flag
 
-from callworker.config import Settings
+from callworker.cli.common import load_settings
 
 __all__ = ["add_worker_commands"]
 
@@ -36,7 +36,7 @@ def _freeze_what_start_built() -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from callworker.app import Worker
 
-    worker = Worker(Settings())
+    worker = Worker(load_settings())
     worker.start()
     _freeze_what_start_built()
     _wait_for_signal()
@@ -47,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     from callworker.store import migrate
 
-    migrate(Settings().database_url_value)
+    migrate(load_settings().database_url_value)
     print("database is at the latest schema")
     return 0
 
@@ -55,7 +55,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from callworker.simulator import Simulator
 
-    settings = Settings()
+    settings = load_settings()
     password = args.password if args.password is not None else settings.esl_password.get_secret_value()
     simulator = Simulator(
         args.host, args.port, password, ring_delay=args.ring_delay, answer_delay=args.answer_delay,

@@ -57,3 +57,16 @@ def test_the_key_is_kept_out_of_the_settings_repr() -> None:
     settings = Settings(flashcall_hmac_key=SecretStr("k" * 40))
     assert settings.flashcall_key() == b"k" * 40
     assert "k" * 40 not in repr(settings)
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("CALLWORKER_SOCKET_ALLOW", "freeswitch.example"),
+    ("CALLWORKER_ESL_PORT", "eighty"),
+    ("CALLWORKER_WRITE_LINGER_MS", "-5"),
+])
+def test_run_refuses_a_malformed_setting_in_one_line_naming_it(tmp_path: Path, name: str, value: str) -> None:
+    done, database = _run(tmp_path, **{KEY: "k" * 32, name: value})
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and name in lines[0], done.stderr
+    assert "Traceback" not in done.stderr and not database.exists()
