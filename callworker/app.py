@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from callworker.bus.client import AmqpClient
 from callworker.bus.relay import OutboxItem, OutboxRelay
+from callworker.calls.admin import AdminCommands
 from callworker.calls.fsevents import PRECIOUS_EVENTS, SUBSCRIBED_EVENTS, EventPump
 from callworker.calls.hooks import HOOK_EVENTS, Hooks, hook_subscription
 from callworker.calls.inbound import InboundCalls
@@ -37,6 +38,7 @@ from callworker.esl.outbound import OutboundServer
 from callworker.esl.peers import allow_list
 from callworker.flashcall import FlashcallService
 from callworker.http import HttpServer
+from callworker.policy import PolicyBook
 from callworker.store import delete_outbox, make_engine, migrate, pending_outbox, ping
 
 __all__ = ["Worker"]
@@ -55,6 +57,9 @@ class Worker:
         migrate(url)
         # Command greenlets, the journal, the relay, health and flash-call sweeps.
         self.engine = make_engine(url, pool_size=settings.command_workers + 16)
+        self.policy = PolicyBook(self.engine, settings.policy_file)
+        # Before anything runs: a policy file that cannot be used stops the start (ConfigError).
+        self.policy.load()
         self.registry = CollectorRegistry()
         self.esl_events = EventBuffer(
             settings.esl_event_queue_size,
@@ -151,6 +156,8 @@ class Worker:
                 "flashcall.verify": self.flashcalls.verify,
             },
         )
+        self.admin = AdminCommands(journal=self.journal, policy=self.policy)
+        self.intake.add_handlers(self.admin.handlers())
         self._owners = [self.calls.owner_of]
         self.reconciler = Reconciler(
             self._reconcile_once,
@@ -166,6 +173,7 @@ class Worker:
         self.journal.load()
         self.flashcalls.load()
         self.journal.start()
+        self.policy.start()
         self.flashcalls.start()
         self.relay.start()
         self.pump.start()
@@ -196,6 +204,7 @@ class Worker:
         self.intake.drain(timeout / 3)
         self.intake.stop()
         self.reconciler.stop()
+        self.policy.stop()
         self.flashcalls.stop()
         self.inbound.stop()
         # No new FreeSWITCH events after this; the ones already read are journalled.

@@ -189,7 +189,7 @@ class Unit:
 
     def save_command(
         self, *, tenant: str, command_id: str, command_type: str, status: str,
-        reply: dict | None, call_id: str | None,
+        reply: dict | None, call_id: str | None, user_id: str | None = None,
     ) -> None:
         self.batch.commands.append(
             {
@@ -199,6 +199,7 @@ class Unit:
                 "status": status,
                 "reply": reply,
                 "call_id": call_id,
+                "user_id": user_id,
                 "created_at": self.now,
                 "updated_at": self.now,
             }

@@ -44,7 +44,7 @@ from callworker.esl import builders
 from callworker.esl.port import FreeSwitchPort
 from callworker.store import get_call, list_calls, list_cdrs
 
-__all__ = ["CallService", "Delivered"]
+__all__ = ["CallService", "Delivered", "finish"]
 
 log = logging.getLogger("callworker.calls")
 
@@ -55,6 +55,35 @@ class Delivered:
 
     reply_to: str | None
     correlation_id: str | None
+
+
+def finish(
+    journal: Journal,
+    command: Command,
+    to: Delivered,
+    reply: dict[str, Any],
+    *,
+    call_id: str | None = None,
+    then: Callable[[Unit], None] | None = None,
+) -> dict[str, Any]:
+    """Commit the command record, its reply, and ``then``'s changes in one batch; returns the reply."""
+
+    def op(unit: Unit) -> dict[str, Any]:
+        if then is not None:
+            then(unit)
+        unit.save_command(
+            tenant=command.tenant,
+            command_id=command.command_id,
+            command_type=command.type,
+            status="done",
+            reply=reply,
+            call_id=call_id,
+            user_id=command.user_id,
+        )
+        unit.reply(to.reply_to, to.correlation_id, reply)
+        return reply
+
+    return journal.run(op)
 
 
 class CallService:
@@ -142,22 +171,7 @@ class CallService:
         then: Callable[[Unit], None] | None = None,
     ) -> dict[str, Any]:
         """Commit the command record, its reply, and ``then``'s changes in one batch."""
-
-        def op(unit: Unit) -> dict[str, Any]:
-            if then is not None:
-                then(unit)
-            unit.save_command(
-                tenant=command.tenant,
-                command_id=command.command_id,
-                command_type=command.type,
-                status="done",
-                reply=reply,
-                call_id=call_id,
-            )
-            unit.reply(to.reply_to, to.correlation_id, reply)
-            return reply
-
-        return self._journal.run(op)
+        return finish(self._journal, command, to, reply, call_id=call_id, then=then)
 
     def _error(self, command: Command, code: ErrorCode, message: str, **details: Any) -> ContractError:
         return ContractError(code, message, details=details, command_id=command.command_id, command_type=command.type)
@@ -280,6 +294,7 @@ class CallService:
                 status="done",
                 reply=reply,
                 call_id=call_id,
+                user_id=command.user_id,
             )
             unit.emit(record, "call.initiated", now, call_snapshot(record, now=now))
             unit.reply(to.reply_to, to.correlation_id, reply)
@@ -337,6 +352,7 @@ class CallService:
                 status="done",
                 reply=reply,
                 call_id=record.call_id,
+                user_id=command.user_id,
             )
             unit.reply(to.reply_to, to.correlation_id, reply)
             return reply

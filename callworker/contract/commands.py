@@ -22,6 +22,7 @@ from .common import (
     HANGUP_CAUSES,
     PHONE_RE,
     TENANT_RE,
+    USER_ID_RE,
     CallStatus,
     normalize_uuid,
 )
@@ -38,6 +39,8 @@ __all__ = [
     "HoldCommand",
     "MuteCommand",
     "OriginateCommand",
+    "Tenant",
+    "UserId",
 ]
 
 _CODE_RE = re.compile(r"\A[0-9]{1,12}\Z")
@@ -116,6 +119,9 @@ Tenant = Annotated[
     str, Field(strict=True), _matching(TENANT_RE, "a tenant name matching [a-z0-9][a-z0-9_-]{0,62}")
 ]
 Timestamp = Annotated[datetime | None, BeforeValidator(_timestamp)]
+UserId = Annotated[
+    str, Field(strict=True), _matching(USER_ID_RE, "a user id: 1 to 64 of [A-Za-z0-9._@-]")
+]
 
 
 class Command(BaseModel):
@@ -126,12 +132,18 @@ class Command(BaseModel):
     )
 
     TYPE: ClassVar[str] = ""
+    # Admin commands run under the reserved tenant "admin" only; their body's
+    # "tenant" names the tenant they act on (field ``target``).
+    ADMIN: ClassVar[bool] = False
 
     v: Annotated[Literal[1], BeforeValidator(_version)]
     command_id: Uuid
     type: StrictStr
     expires_at: Timestamp = None
     tenant: Tenant
+    # The tenant's own user who asked: stored with what the command creates, counted
+    # toward that user's limits.
+    user_id: UserId | None = None
 
 
 class OriginateCommand(Command):
