@@ -39,6 +39,7 @@ from callworker.esl.peers import allow_list
 from callworker.flashcall import FlashcallService
 from callworker.http import HttpServer
 from callworker.policy import PolicyBook
+from callworker.policy.limits import CallLimits
 from callworker.store import delete_outbox, make_engine, migrate, pending_outbox, ping
 
 __all__ = ["Worker"]
@@ -126,6 +127,8 @@ class Worker:
             on_session=self.inbound.on_session,
             on_session_end=self.inbound.on_session_end,
         )
+        self.limits = CallLimits(self.policy, self.engine)
+        self.journal.rates = self.policy.rates
         self.calls = CallService(
             journal=self.journal,
             port=self.esl,
@@ -133,6 +136,7 @@ class Worker:
             node=settings.node_id,
             gateways=settings.gateways,
             default_gateway=settings.default_gateway,
+            limits=self.limits,
         )
         self.flashcalls = FlashcallService(
             journal=self.journal,
@@ -140,6 +144,7 @@ class Worker:
             engine=self.engine,
             bus=self.bus,
             settings=settings,
+            limits=self.limits,
         )
         self.journal.observers.append(self.flashcalls.on_call_event)
         self.journal.reloaders.append(self.flashcalls.load)
@@ -171,6 +176,7 @@ class Worker:
 
     def start(self) -> None:
         self.journal.load()
+        self.limits.attach(self.journal)
         self.flashcalls.load()
         self.journal.start()
         self.policy.start()

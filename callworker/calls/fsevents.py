@@ -22,6 +22,7 @@ from callworker.calls.record import CallRecord
 from callworker.calls.states import ANSWERED_STATUSES, FS_EVENT_SIGNALS, TERMINAL, Signal, end_signal
 from callworker.contract import utcnow
 from callworker.esl.codec import Event
+from callworker.store.usage import ended_rows
 
 __all__ = [
     "PRECIOUS_EVENTS", "SUBSCRIBED_EVENTS", "EventPump", "EventSource", "end_call", "end_reconstructed",
@@ -49,6 +50,9 @@ def end_call(
     if record.status in TERMINAL:
         return
     unit.signal(record, end_signal(record.hangup_requested), occurred_at, hangup_cause=cause)
+    if record.counted:
+        # Its slot among the calls not yet ended is given back in the batch that ends it.
+        unit.batch.usage.extend(ended_rows(record.tenant, record.user_id, unit.now))
     row = cdr_row(record, cdr, now=unit.now, reconstructed=reconstructed)
     unit.cdr(row)
     data = {name: row.get(name) for name in _CDR_EVENT_FIELDS}

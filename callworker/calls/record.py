@@ -30,6 +30,12 @@ class CallRecord:
     last_seq: int = 0
     hangup_requested: bool = False
     flashcall_order_id: str | None = None
+    user_id: str | None = None
+    # Counted toward the limits while live (its end gives the slot back).
+    counted: bool = False
+    # Set once, when the call ends and its CDR is stored.
+    cost_cents: int | None = None
+    quality_score: float | None = None
     # Not persisted: whether FreeSWITCH has shown a channel for this call yet.
     channel_seen: bool = False
 
