@@ -427,6 +427,7 @@ class CallService:
             status=str(command.status) if command.status else None,
             limit=command.limit,
             offset=command.offset,
+            user_id=command.user_id,
         )
         result = {
             "calls": [call_snapshot(row) for row in rows],
@@ -443,6 +444,7 @@ class CallService:
             to=command.to,
             limit=command.limit,
             offset=command.offset,
+            user_id=command.user_id,
         )
         result = {
             "cdrs": [cdr_data(row) for row in rows],

@@ -196,7 +196,7 @@ class CallGetCommand(Command):
 
 
 class CallListCommand(Command):
-    """List calls, newest first; ``from``/``to`` bound ``initiated_at``."""
+    """List calls, newest first; ``from``/``to`` bound ``initiated_at``; ``user_id`` filters."""
 
     TYPE: ClassVar[str] = "call.list"
     type: Literal["call.list"] = "call.list"
@@ -208,7 +208,7 @@ class CallListCommand(Command):
 
 
 class CdrListCommand(Command):
-    """List call detail records, newest first; ``from``/``to`` bound ``start_stamp``."""
+    """List call detail records, newest first; ``from``/``to`` bound ``start_stamp``; ``user_id`` filters."""
 
     TYPE: ClassVar[str] = "cdr.list"
     type: Literal["cdr.list"] = "cdr.list"

@@ -142,11 +142,14 @@ def list_calls(
     status: str | None,
     limit: int,
     offset: int,
+    user_id: str | None = None,
 ) -> tuple[list[Row], int]:
     """The tenant's calls newest first by initiated_at, and the total count of the filter."""
     where = [CALLS.c.tenant == tenant, *_bounds(CALLS.c.initiated_at, from_, to)]
     if status is not None:
         where.append(CALLS.c.status == status)
+    if user_id is not None:
+        where.append(CALLS.c.user_id == user_id)
     order = (CALLS.c.initiated_at.desc().nulls_last(), CALLS.c.call_id.desc())
     return _page(engine, CALLS, where, order, limit, offset)
 
@@ -160,9 +163,12 @@ def list_cdrs(
     to: datetime | None,
     limit: int,
     offset: int,
+    user_id: str | None = None,
 ) -> tuple[list[Row], int]:
     """The tenant's CDRs newest first by start_stamp, and the total count of the filter."""
     where = [CDRS.c.tenant == tenant, *_bounds(CDRS.c.start_stamp, from_, to)]
+    if user_id is not None:
+        where.append(CDRS.c.user_id == user_id)
     order = (CDRS.c.start_stamp.desc().nulls_last(), CDRS.c.call_id.desc())
     return _page(engine, CDRS, where, order, limit, offset)
 

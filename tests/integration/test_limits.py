@@ -13,6 +13,7 @@ import pytest
 from callworker.app import Worker
 from callworker.bus.probe import Probe, Received
 from callworker.simulator import Simulator
+from callworker.store import get_order
 from tests.integration.conftest import dead_letters, make_settings, start_worker
 from tests.integration.test_policy_admin import command
 
@@ -144,8 +145,11 @@ def test_flash_calls_count_toward_the_tenants_limits(nodes: Nodes, probe: Probe,
                              f"      eve: {{can_call: false}}\n",
                              flashcall_resend_cooldown_s=0)
     assert originate(probe, tenant)["ok"]
-    created = probe.reply_for(probe.send(tenant, "flashcall.create", phone="+15557654321")["command_id"])
+    created = probe.reply_for(probe.send(tenant, "flashcall.create", phone="+15557654321",
+                                         user_id="frank")["command_id"])
     assert created["ok"], created
+    order = get_order(_worker.engine, tenant, created["result"]["id"])
+    assert order is not None and order["user_id"] == "frank"
     refused = probe.reply_for(probe.send(tenant, "flashcall.create", phone="+15557654322")["command_id"])
     assert_limited(refused, "calls_per_minute")
     denied = probe.reply_for(probe.send(tenant, "flashcall.create", phone="+15557654323", user_id="eve")["command_id"])
