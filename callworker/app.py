@@ -28,6 +28,7 @@ from callworker.calls.inbound import InboundCalls
 from callworker.calls.intake import Intake
 from callworker.calls.journal import Journal
 from callworker.calls.reconcile import reconcile
+from callworker.calls.replay import EventReplay
 from callworker.calls.resync import Reconciler
 from callworker.calls.service import CallService
 from callworker.config import Settings, mask_url
@@ -163,6 +164,7 @@ class Worker:
         )
         self.admin = AdminCommands(journal=self.journal, policy=self.policy)
         self.intake.add_handlers(self.admin.handlers())
+        self.intake.add_handlers(EventReplay(journal=self.journal, engine=self.engine).handlers())
         self._owners = [self.calls.owner_of]
         self.reconciler = Reconciler(
             self._reconcile_once,

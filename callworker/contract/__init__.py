@@ -2,6 +2,7 @@
 
 from .commands import (
     COMMAND_TYPES,
+    CallEventsCommand,
     CallGetCommand,
     CallListCommand,
     CdrListCommand,
@@ -60,6 +61,7 @@ __all__ = [
     "TERMINAL_EVENT_TYPES",
     "TERMINAL_STATUSES",
     "UUID_RE",
+    "CallEventsCommand",
     "CallGetCommand",
     "CallListCommand",
     "CallStatus",

@@ -13,7 +13,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
 from .common import (
     CALLER_ID_NAME_RE,
@@ -29,6 +29,7 @@ from .common import (
 
 __all__ = [
     "COMMAND_TYPES",
+    "CallEventsCommand",
     "CallGetCommand",
     "CallListCommand",
     "CdrListCommand",
@@ -218,6 +219,24 @@ class CdrListCommand(Command):
     offset: Annotated[int, Field(strict=True, ge=0)] = 0
 
 
+class CallEventsCommand(Command):
+    """The stored events of a call (``call_id``) or flash-call order (``order_id``) from ``from_seq``."""
+
+    TYPE: ClassVar[str] = "call.events"
+    type: Literal["call.events"] = "call.events"
+    call_id: Uuid | None = None
+    order_id: Uuid | None = Field(default=None, validate_default=True)
+    from_seq: Annotated[int, Field(strict=True, ge=1)] = 1
+    limit: Annotated[int, Field(strict=True, ge=1, le=1000)] = 500
+
+    @field_validator("order_id")
+    @classmethod
+    def _one_subject(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if "call_id" in info.data and (value is None) == (info.data["call_id"] is None):
+            raise ValueError("give either call_id or order_id")
+        return value
+
+
 class FlashcallCreateCommand(Command):
     """Order a flash call; the configured code length is checked by the service."""
 
@@ -247,6 +266,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         CallGetCommand,
         CallListCommand,
         CdrListCommand,
+        CallEventsCommand,
         FlashcallCreateCommand,
         FlashcallVerifyCommand,
     )

@@ -27,6 +27,7 @@ __all__ = [
     "list_cdrs",
     "live_calls",
     "call_events",
+    "subject_events",
     "get_cdr",
     "pending_outbox",
 ]
@@ -188,6 +189,18 @@ def live_calls(engine: Engine, node: str) -> list[Row]:
 def call_events(engine: Engine, call_id: str) -> list[Row]:
     """The stored events of a call (or flash-call order) in seq order."""
     return fetch_all(engine, select(EVENTS).where(EVENTS.c.call_id == call_id).order_by(EVENTS.c.seq))
+
+
+@guarded
+def subject_events(engine: Engine, tenant: str, subject_id: str, from_seq: int, limit: int) -> list[Row]:
+    """The tenant's stored events of a call or order from ``from_seq`` on, in seq order."""
+    stmt = (
+        select(EVENTS.c.seq, EVENTS.c.type, EVENTS.c.body)
+        .where(EVENTS.c.call_id == subject_id, EVENTS.c.tenant == tenant, EVENTS.c.seq >= from_seq)
+        .order_by(EVENTS.c.seq)
+        .limit(limit)
+    )
+    return fetch_all(engine, stmt)
 
 
 @guarded
