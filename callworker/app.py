@@ -27,6 +27,7 @@ from callworker.calls.hooks import HOOK_EVENTS, Hooks, hook_subscription
 from callworker.calls.inbound import InboundCalls
 from callworker.calls.intake import Intake
 from callworker.calls.journal import Journal
+from callworker.calls.privacy import Privacy
 from callworker.calls.reconcile import reconcile
 from callworker.calls.replay import EventReplay
 from callworker.calls.resync import Reconciler
@@ -42,6 +43,7 @@ from callworker.http import HttpServer
 from callworker.policy import PolicyBook
 from callworker.policy.limits import CallLimits
 from callworker.store import delete_outbox, make_engine, migrate, pending_outbox, ping
+from callworker.store.privacy import latest_erasure, privacy_key
 
 __all__ = ["Worker"]
 
@@ -165,6 +167,13 @@ class Worker:
         self.admin = AdminCommands(journal=self.journal, policy=self.policy)
         self.intake.add_handlers(self.admin.handlers())
         self.intake.add_handlers(EventReplay(journal=self.journal, engine=self.engine).handlers())
+        self.privacy = Privacy(
+            journal=self.journal, engine=self.engine,
+            key=privacy_key(settings.flashcall_key()),
+            on_erased=lambda: self.limits.count_live(self.journal.calls.values()),
+        )
+        self.privacy.holders.append(self.flashcalls.privacy_holder())
+        self.intake.add_handlers(self.privacy.handlers())
         self._owners = [self.calls.owner_of]
         self.reconciler = Reconciler(
             self._reconcile_once,
@@ -182,6 +191,7 @@ class Worker:
         self.flashcalls.load()
         self.journal.start()
         self.policy.start()
+        self.privacy.start(latest_erasure(self.engine))
         self.flashcalls.start()
         self.relay.start()
         self.pump.start()
@@ -213,6 +223,7 @@ class Worker:
         self.intake.stop()
         self.reconciler.stop()
         self.policy.stop()
+        self.privacy.stop()
         self.flashcalls.stop()
         self.inbound.stop()
         # No new FreeSWITCH events after this; the ones already read are journalled.

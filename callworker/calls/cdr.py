@@ -182,6 +182,7 @@ def cdr_row(
         row["caller_id_number"] = record.caller_id_number
         row["caller_id_name"] = record.caller_id_name
     for name in ("caller_id_number", "caller_id_name", "destination_number"):
-        if row.get(name) is None:
+        if row.get(name) is None or record.is_erased(name):
+            # Erased from the call while it was up: FreeSWITCH still says it in clear.
             row[name] = getattr(record, name)
-    return row
+    return record.scrubbed(row) if record.scrubs else row

@@ -131,6 +131,8 @@ class Unit:
 
     def emit(self, record: CallRecord, event_type: str, occurred_at: datetime, data: dict) -> None:
         """A contract event for this call: next ``seq``, stored and queued for publishing."""
+        if record.scrubs:
+            data = record.scrubbed(data)
         record.last_seq += 1
         self.touched[record.call_id] = record
         self.emit_for(

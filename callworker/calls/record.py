@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from callworker.calls.states import Status
+from callworker.store.privacy import ERASED_PREFIX, Subject
 
 __all__ = ["CallRecord", "CALL_COLUMNS"]
 
@@ -38,6 +39,9 @@ class CallRecord:
     quality_score: float | None = None
     # Not persisted: whether FreeSWITCH has shown a channel for this call yet.
     channel_seen: bool = False
+    # Not persisted: what privacy.erase erased from this live call; what FreeSWITCH or the
+    # dialplan still say of it (its CDR, hook events) is erased the same way.
+    scrubs: tuple[Subject, ...] = ()
 
     def row(self, now: datetime) -> dict[str, Any]:
         """The ``calls`` table row."""
@@ -53,4 +57,17 @@ class CallRecord:
         return cls(**values)
 
 
-CALL_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(CallRecord) if f.name != "channel_seen")
+    def scrubbed(self, data: Any) -> Any:
+        """``data`` with what was erased from this call erased from it too."""
+        for subject in self.scrubs:
+            data = subject.scrub(data)
+        return data
+
+    def is_erased(self, name: str) -> bool:
+        value = getattr(self, name)
+        return isinstance(value, str) and ERASED_PREFIX in value
+
+
+CALL_COLUMNS: tuple[str, ...] = tuple(
+    f.name for f in fields(CallRecord) if f.name not in ("channel_seen", "scrubs")
+)

@@ -13,6 +13,8 @@ from .commands import (
     HoldCommand,
     MuteCommand,
     OriginateCommand,
+    PrivacyEraseCommand,
+    PrivacyExportCommand,
 )
 from .common import (
     CALLER_ID_NAME_RE,
@@ -76,6 +78,8 @@ __all__ = [
     "HoldCommand",
     "MuteCommand",
     "OriginateCommand",
+    "PrivacyEraseCommand",
+    "PrivacyExportCommand",
     "call_snapshot",
     "cdr_data",
     "decode_command",

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from .common import (
     CALLER_ID_NAME_RE,
@@ -40,10 +41,14 @@ __all__ = [
     "HoldCommand",
     "MuteCommand",
     "OriginateCommand",
+    "PrivacyEraseCommand",
+    "PrivacyExportCommand",
     "Tenant",
     "UserId",
 ]
 
+# The error type of "give exactly one of these fields".
+ONE_OF = "one_of"
 _CODE_RE = re.compile(r"\A[0-9]{1,12}\Z")
 _VERIFY_CODE_RE = re.compile(r"\A[0-9]{1,32}\Z")
 _MAX_TIMESTAMP_CHARS = 64
@@ -237,6 +242,34 @@ class CallEventsCommand(Command):
         return value
 
 
+class _PrivacyCommand(Command):
+    """A subject: ``phone_number`` or ``user_id`` (exactly one)."""
+
+    phone_number: Phone | None = Field(default=None, validate_default=True)
+
+    @field_validator("phone_number")
+    @classmethod
+    def _one_subject(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if "user_id" in info.data and (value is None) == (info.data["user_id"] is None):
+            # Its own error type: a missing subject is not an invalid phone number.
+            raise PydanticCustomError(ONE_OF, "give either phone_number or user_id")
+        return value
+
+
+class PrivacyExportCommand(_PrivacyCommand):
+    """Everything of the tenant that names a phone number or a user."""
+
+    TYPE: ClassVar[str] = "privacy.export"
+    type: Literal["privacy.export"] = "privacy.export"
+
+
+class PrivacyEraseCommand(_PrivacyCommand):
+    """Replace a phone number or a user id everywhere the tenant's rows hold it."""
+
+    TYPE: ClassVar[str] = "privacy.erase"
+    type: Literal["privacy.erase"] = "privacy.erase"
+
+
 class FlashcallCreateCommand(Command):
     """Order a flash call; the configured code length is checked by the service."""
 
@@ -267,6 +300,8 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         CallListCommand,
         CdrListCommand,
         CallEventsCommand,
+        PrivacyExportCommand,
+        PrivacyEraseCommand,
         FlashcallCreateCommand,
         FlashcallVerifyCommand,
     )

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from .commands import COMMAND_TYPES, Command
+from .commands import COMMAND_TYPES, ONE_OF, Command
 from .common import MAX_BODY_BYTES, TENANT_RE, ContractError, ErrorCode, normalize_uuid
 from .policy import ADMIN_COMMAND_TYPES, ADMIN_TENANT
 
@@ -155,7 +155,7 @@ def _from_validation(
     first = raw[0]
     field = errors[0]["field"]
     is_phone = bool(first["loc"]) and first["loc"][0] in PHONE_FIELDS
-    if is_phone and first["type"] != "missing":
+    if is_phone and first["type"] not in ("missing", ONE_OF):
         code = ErrorCode.INVALID_PHONE_NUMBER
     else:
         code = ErrorCode.VALIDATION_ERROR

@@ -68,6 +68,7 @@ from callworker.flashcall.watch import CallWatch, Sweeper
 from callworker.policy.limits import CallLimits, unjudged
 from callworker.policy.limits import Refusal as PolicyRefusal
 from callworker.store import OrderHistory, get_order, latest_order_for_phone, order_history
+from callworker.store.privacy import Subject
 
 __all__ = ["FlashcallService"]
 
@@ -142,6 +143,30 @@ class FlashcallService:
     def rearm(self) -> int:
         """After a reconciliation: drop again the flash calls whose drop was lost."""
         return self.watch.rearm()
+
+    def privacy_holder(
+        self,
+    ) -> tuple[Callable[[str], list[tuple[str, str]]], Callable[[Unit, Subject], dict[str, int]]]:
+        """What the privacy erasure needs of the open orders this node holds (see calls/privacy.py)."""
+
+        def values(tenant: str) -> list[tuple[str, str]]:
+            held = [o for o in self.book.orders.values() if o.tenant == tenant]
+            return [("phone", o.phone) for o in held] + [("user", o.user_id) for o in held if o.user_id]
+
+        def scrub(unit: Unit, subject: Subject) -> dict[str, int]:
+            erased = 0
+            for order in [o for o in self.book.orders.values() if o.tenant == subject.tenant]:
+                if subject.kind == "phone" and subject.names(order.phone):
+                    order.phone = order.phone_key = subject.token
+                elif subject.kind == "user" and order.user_id == subject.value:
+                    order.user_id = subject.token
+                else:
+                    continue
+                self.book.record(unit, order)
+                erased += 1
+            return {"flashcall_orders": erased}
+
+        return values, scrub
 
     def owner_node(self, tenant: str, order_id: str) -> str | None:
         """The node that holds the tenant's order (where a verify must run), or None."""

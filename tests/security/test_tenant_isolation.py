@@ -216,6 +216,22 @@ def test_b_cannot_replay_a_events(
     assert mine["error"]["code"] == "ORDER_NOT_FOUND" and anonymous(mine, order_id) == anonymous(none, never)
 
 
+def test_b_exports_and_erases_nothing_of_a(
+    worker: Worker, probe: Probe, tenant: str, intruder: tuple[str, Probe], a_calls: dict[str, str],
+) -> None:
+    b, b_probe = intruder
+    for number in ("+15551230486", "+15551230001"):
+        exported = send(b_probe, b, "privacy.export", phone_number=number)["result"]
+        assert (exported["calls"], exported["cdrs"], exported["flashcall_orders"]) == ([], [], [])
+        erased = send(b_probe, b, "privacy.erase", phone_number=number)["result"]["erased"]
+        assert erased == {"calls": 0, "cdrs": 0, "events": 0, "flashcall_orders": 0}
+    for call_id in a_calls.values():
+        snapshot = send(probe, tenant, "call.get", call_id=call_id)["result"]
+        assert not snapshot["destination_number"].startswith("erased:")
+    exported = send(probe, tenant, "privacy.export", phone_number="+15551230486")["result"]
+    assert [c["call_id"] for c in exported["calls"]] == [a_calls["ended"]]
+
+
 def test_no_tenant_runs_the_admin_commands(
     worker: Worker, probe: Probe, tenant: str, intruder: tuple[str, Probe],
 ) -> None:
