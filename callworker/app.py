@@ -44,6 +44,7 @@ from callworker.policy import PolicyBook
 from callworker.policy.limits import CallLimits
 from callworker.store import delete_outbox, make_engine, migrate, pending_outbox, ping
 from callworker.store.privacy import latest_erasure, privacy_key
+from callworker.store.retention import Retention, Sweeper
 
 __all__ = ["Worker"]
 
@@ -174,6 +175,9 @@ class Worker:
         )
         self.privacy.holders.append(self.flashcalls.privacy_holder())
         self.intake.add_handlers(self.privacy.handlers())
+        self.retention = Sweeper(
+            self.engine, Retention(days=settings.retention_days, command_days=settings.command_retention_days)
+        )
         self._owners = [self.calls.owner_of]
         self.reconciler = Reconciler(
             self._reconcile_once,
@@ -192,6 +196,7 @@ class Worker:
         self.journal.start()
         self.policy.start()
         self.privacy.start(latest_erasure(self.engine))
+        self.retention.start()
         self.flashcalls.start()
         self.relay.start()
         self.pump.start()
@@ -224,6 +229,7 @@ class Worker:
         self.reconciler.stop()
         self.policy.stop()
         self.privacy.stop()
+        self.retention.stop()
         self.flashcalls.stop()
         self.inbound.stop()
         # No new FreeSWITCH events after this; the ones already read are journalled.
