@@ -14,7 +14,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 from callworker.calls.journal import Journal, Unit
 from callworker.calls.record import CallRecord
+from callworker.calls.replies import Delivered, finish, record_new
 from callworker.calls.states import ANSWERED_STATUSES, TERMINAL, Signal, Status
 from callworker.contract import (
     CallGetCommand,
@@ -52,46 +52,9 @@ from callworker.esl.port import FreeSwitchPort
 from callworker.policy.limits import CallLimits, Refusal, unjudged
 from callworker.store import get_call, list_calls, list_cdrs
 
-__all__ = ["CallService", "Delivered", "finish"]
+__all__ = ["CallService", "Delivered", "finish"]  # Delivered and finish: calls/replies.py
 
 log = logging.getLogger("callworker.calls")
-
-
-@dataclass(frozen=True)
-class Delivered:
-    """Where a command's reply goes."""
-
-    reply_to: str | None
-    correlation_id: str | None
-
-
-def finish(
-    journal: Journal,
-    command: Command,
-    to: Delivered,
-    reply: dict[str, Any],
-    *,
-    call_id: str | None = None,
-    then: Callable[[Unit], None] | None = None,
-) -> dict[str, Any]:
-    """Commit the command record, its reply, and ``then``'s changes in one batch; returns the reply."""
-
-    def op(unit: Unit) -> dict[str, Any]:
-        if then is not None:
-            then(unit)
-        unit.save_command(
-            tenant=command.tenant,
-            command_id=command.command_id,
-            command_type=command.type,
-            status="done",
-            reply=reply,
-            call_id=call_id,
-            user_id=command.user_id,
-        )
-        unit.reply(to.reply_to, to.correlation_id, reply)
-        return reply
-
-    return journal.run(op)
 
 
 class CallService:
@@ -267,24 +230,15 @@ class CallService:
         return reply
 
     def refuse_placing(self, command: Command, to: Delivered, refusal: Refusal | str | None) -> dict[str, Any]:
-        """Answer a call refused by a limit or a permission, and record that answer.
+        """Answer a call refused by a limit or a permission, and record that answer as new.
 
-        Recorded as new (``Journal.open``): if the command was executed elsewhere
-        meanwhile, its first reply stays and this one raises AlreadyStored.
+        If the command was executed elsewhere meanwhile, its first reply stays and
+        this raises AlreadyStored (the intake then answers with that one).
         """
         if not isinstance(refusal, Refusal):
             refusal = unjudged(refusal)
         error = self._error(command, refusal.code, refusal.message, **refusal.details())
-        reply = reply_error(error)
-
-        def op(unit: Unit) -> None:
-            unit.save_command(
-                tenant=command.tenant, command_id=command.command_id, command_type=command.type,
-                status="done", reply=reply, call_id=None, user_id=command.user_id,
-            )
-            unit.reply(to.reply_to, to.correlation_id, reply)
-
-        self._journal.open(op)
+        reply = record_new(self._journal, command, to, reply_error(error))
         log.info("command %s refused: %s %s of the %s", command.command_id, refusal.code.value, refusal.limit,
                  refusal.scope)
         return reply
