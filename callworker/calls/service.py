@@ -239,8 +239,8 @@ class CallService:
             refusal = unjudged(refusal)
         error = self._error(command, refusal.code, refusal.message, **refusal.details())
         reply = record_new(self._journal, command, to, reply_error(error))
-        log.info("command %s refused: %s %s of the %s", command.command_id, refusal.code.value, refusal.limit,
-                 refusal.scope)
+        log.debug("command %s refused: %s %s of the %s", command.command_id, refusal.code.value, refusal.limit,
+                  refusal.scope)
         return reply
 
     def _dial(self, call_id: str, dial: str) -> None:

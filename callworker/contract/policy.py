@@ -53,7 +53,9 @@ def _not_admin(value: str) -> str:
     return value
 
 
-Count = Annotated[int, Field(strict=True, ge=0, le=_MAX_COUNT)]
+# At least 1: a tenant or user that may place no call at all is can_call: false (PERMISSION_DENIED),
+# not a limit no wait ever passes.
+Count = Annotated[int, Field(strict=True, ge=1, le=_MAX_COUNT)]
 Prefix = Annotated[str, Field(strict=True), AfterValidator(_prefix)]
 # A JSON or YAML number (integer, or up to 4 decimal places), or such a number as a string.
 Cents = Annotated[Decimal, Field(ge=0, le=1_000_000, allow_inf_nan=False), AfterValidator(_cents)]

@@ -65,7 +65,7 @@ def test_policy_set_stores_what_it_names_and_null_removes() -> None:
         ({"tenant": "acme", "token": None}, "token"),
         ({"tenant": "admin", "can_call": True}, "tenant"),
         ({"can_call": True}, "tenant"),
-        ({"tenant": "acme", "calls_per_day": -1}, "calls_per_day"),
+        ({"tenant": "acme", "calls_per_day": 0}, "calls_per_day"),
         ({"tenant": "acme", "calls_per_day": "5"}, "calls_per_day"),
         ({"tenant": "acme", "can_call": "yes"}, "can_call"),
         ({"tenant": "acme", "user_id": "bob", "rates": []}, "rates"),

@@ -52,8 +52,8 @@ def test_json_reads_the_same(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "where", "why"),
     [
-        ("tenants:\n  acme:\n    calls_per_minute: -1\n", "tenants.acme.calls_per_minute (line 3)",
-         "greater than or equal to 0"),
+        ("tenants:\n  acme:\n    calls_per_minute: 0\n", "tenants.acme.calls_per_minute (line 3)",
+         "greater than or equal to 1"),
         ("tenants:\n  acme:\n    calls_per_minute: '60'\n", "tenants.acme.calls_per_minute (line 3)", "valid integer"),
         ("tenants:\n  acme:\n    call_per_minute: 60\n", "tenants.acme.call_per_minute (line 3)", "not permitted"),
         ("tenants:\n  acme:\n    rates:\n      - {prefix: +44, cents_per_minute: 2}\n",
