@@ -8,7 +8,8 @@ stay taken that long, far past any command's maximum age), the limits' counts
 of tenants and users idle for two days with no call up, and erasures nodes have
 long read. Between two batches it pauses, so the journal's writes (and on
 SQLite the one connection) are never held for more than one small batch. A call
-not yet ended is never deleted, however old.
+not yet ended is never deleted, however old. Every node sweeps; on PostgreSQL
+each skips the rows another's sweep holds (``SKIP LOCKED``) instead of waiting.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def _delete_calls(engine: Engine, cutoff: datetime, limit: int) -> int:
             select(CALLS.c.call_id)
             .where(CALLS.c.initiated_at < cutoff, CALLS.c.status.in_(TERMINAL_STATUSES))
             .limit(limit)
+            .with_for_update(skip_locked=True)  # another node's sweep has those: take others
         ).scalars())
         if ids:
             conn.execute(delete(EVENTS).where(EVENTS.c.call_id.in_(ids)))
@@ -98,6 +100,7 @@ def _delete_orders(engine: Engine, cutoff: datetime, limit: int) -> int:
             select(FLASHCALL_ORDERS.c.order_id)
             .where(FLASHCALL_ORDERS.c.created_at < cutoff, FLASHCALL_ORDERS.c.status != "open")
             .limit(limit)
+            .with_for_update(skip_locked=True)
         ).scalars())
         if ids:
             conn.execute(delete(EVENTS).where(EVENTS.c.call_id.in_(ids)))  # an order's events bear its id
@@ -109,7 +112,8 @@ def _delete_keys(engine: Engine, table: Table, where: ColumnElement[bool], limit
     """Delete up to ``limit`` rows of ``table`` matching ``where``, by primary key."""
     columns = list(table.primary_key.columns)
     with engine.begin() as conn:
-        rows = [tuple(row) for row in conn.execute(select(*columns).where(where).limit(limit))]
+        stmt = select(*columns).where(where).limit(limit).with_for_update(skip_locked=True)
+        rows = [tuple(row) for row in conn.execute(stmt)]
         if rows:
             conn.execute(delete(table).where(tuple_(*columns).in_(rows)))
     return len(rows)
