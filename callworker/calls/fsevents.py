@@ -23,7 +23,7 @@ from callworker.calls.states import ANSWERED_STATUSES, FS_EVENT_SIGNALS, TERMINA
 from callworker.contract import utcnow
 from callworker.esl.codec import Event
 from callworker.policy.cost import cost_cents, quality_score
-from callworker.store.usage import ended_rows
+from callworker.store.usage import ended
 
 __all__ = [
     "PRECIOUS_EVENTS", "SUBSCRIBED_EVENTS", "EventPump", "EventSource", "end_call", "end_reconstructed",
@@ -59,7 +59,7 @@ def end_call(
     unit.signal(record, end_signal(record.hangup_requested), occurred_at, hangup_cause=cause)
     if record.counted:
         # Its slot among the calls not yet ended is given back in the batch that ends it.
-        unit.batch.usage.extend(ended_rows(record.tenant, record.user_id, unit.now))
+        unit.batch.usage.extend(ended(record.tenant, record.user_id))
     unit.cdr(row)
     data = {name: row.get(name) for name in _CDR_EVENT_FIELDS}
     unit.emit(record, "call.cdr", occurred_at, _jsonable(data))

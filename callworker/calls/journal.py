@@ -58,7 +58,7 @@ from callworker.calls.states import TERMINAL, Signal, transition
 from callworker.contract import call_snapshot, encode_json, event_routing_key, make_event, utcnow
 from callworker.errors import AlreadyStored, OverLimit, StoreUnavailable
 from callworker.store import Batch, batch_stored, live_calls, write_batch
-from callworker.store.usage import refused_limit
+from callworker.store.usage import Delta, refused_limit
 from callworker.turns import Turns
 
 __all__ = ["Journal", "Unit", "Op"]
@@ -225,10 +225,10 @@ class Unit:
     def cdr(self, row: dict[str, Any]) -> None:
         self.batch.cdrs.append(row)
 
-    def count(self, record: CallRecord, rows: list[dict[str, Any]]) -> None:
-        """Count a new call toward the limits (``rows``: its usage deltas with their caps)."""
+    def count(self, record: CallRecord, deltas: list[Delta]) -> None:
+        """Count a new call toward the limits (``deltas``: what it adds, with the caps in force)."""
         record.counted = True
-        self.batch.usage.extend(rows)
+        self.batch.usage.extend(deltas)
 
 
 Op = Callable[[Unit], Any]
@@ -289,9 +289,9 @@ class Journal:
         # Called when memory must be rebuilt from the database (after a refused batch).
         self.reloaders: list[Callable[[], None]] = []
         # Told the usage deltas of every batch committed (calls placed and ended).
-        self.usage_watchers: list[Callable[[list[dict[str, Any]]], None]] = []
+        self.usage_watchers: list[Callable[[list[Delta]], None]] = []
         # Which new calls of a group refused over a limit go out: (their deltas, now) -> refusal or None each.
-        self.judge: Callable[[list[list[dict[str, Any]]], datetime], list[Any]] | None = None
+        self.judge: Callable[[list[list[Delta]], datetime], list[Any]] | None = None
         # The policy's rates of a tenant, for the cost of its calls (set by the wiring).
         self.rates: Callable[[str], Any] = lambda tenant: ()
         self.healthy = True

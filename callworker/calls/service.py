@@ -51,6 +51,7 @@ from callworker.esl import builders
 from callworker.esl.port import FreeSwitchPort
 from callworker.policy.limits import CallLimits, Refusal, unjudged
 from callworker.store import get_call, list_calls, list_cdrs
+from callworker.store.usage import Delta
 
 __all__ = ["CallService", "Delivered", "finish"]  # Delivered and finish: calls/replies.py
 
@@ -212,7 +213,7 @@ class CallService:
         if not self._port.connected:
             raise FreeSwitchUnavailable("FreeSWITCH is not connected")
         reply = reply_ok(command.command_id, command.type, {"call_id": call_id, "status": "initiated"})
-        usage = self._limits.usage_rows(command.tenant, command.user_id, now) if self._limits else []
+        usage = self._limits.placing(command.tenant, command.user_id, now) if self._limits else []
         self.dialling.add(call_id)
         try:
             # The reply is committed with the call and published at once: "initiated"
@@ -266,7 +267,7 @@ class CallService:
 
     def _open_call_op(
         self, command: OriginateCommand, to: Delivered, call_id: str, reply: dict[str, Any],
-        now: datetime, usage: list[dict[str, Any]],
+        now: datetime, usage: list[Delta],
     ) -> Callable[[Unit], None]:
         record = CallRecord(
             call_id=call_id,

@@ -69,6 +69,7 @@ from callworker.policy.limits import CallLimits, unjudged
 from callworker.policy.limits import Refusal as PolicyRefusal
 from callworker.store import OrderHistory, get_order, latest_order_for_phone, order_history
 from callworker.store.privacy import Subject
+from callworker.store.usage import Delta
 
 __all__ = ["FlashcallService"]
 
@@ -205,7 +206,7 @@ class FlashcallService:
         draft = self._draft(command)
         result = self._result(draft.order, resend_after_s=self._limits.resend_after_s(history, now))
         stored = reply_ok(command.command_id, command.type, result)
-        usage = self._call_limits.usage_rows(command.tenant, command.user_id, now) if self._call_limits else []
+        usage = self._call_limits.placing(command.tenant, command.user_id, now) if self._call_limits else []
         self._open(command, draft, stored, previous, usage)
         call_id = draft.call.call_id
         try:
@@ -235,7 +236,7 @@ class FlashcallService:
 
     def _open(
         self, command: FlashcallCreateCommand, draft: _Draft, stored: dict[str, Any],
-        previous: dict[str, Any] | None, usage: list[dict[str, Any]],
+        previous: dict[str, Any] | None, usage: list[Delta],
     ) -> None:
         """Open the order and its call as new rows; refused over a cooldown or a limit."""
         order = draft.order
@@ -308,7 +309,7 @@ class FlashcallService:
 
     def _open_op(
         self, command: FlashcallCreateCommand, draft: _Draft, stored: dict[str, Any],
-        usage: list[dict[str, Any]],
+        usage: list[Delta],
     ) -> Callable[[Unit], None]:
         order, call = draft.order, draft.call
 

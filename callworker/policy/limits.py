@@ -33,13 +33,13 @@ from callworker.contract.policy import Limits
 from callworker.policy.book import UNLIMITED, PolicyBook
 from callworker.store.usage import (
     WINDOW_S,
+    Delta,
     Usage,
     epoch_day,
     epoch_second,
-    open_row,
+    placed,
     read_usage,
     recent_usage,
-    usage_key,
 )
 
 __all__ = ["CallLimits", "Refusal", "caps_of", "unjudged"]
@@ -137,29 +137,29 @@ class CallLimits:
         ]
         return _longest(refusals)
 
-    def usage_rows(self, tenant: str, user_id: str | None, now: datetime) -> list[dict[str, Any]]:
-        """The deltas one new call adds, with the caps it must stay within."""
-        return [open_row(key, 1, now, caps_of(limits)) for _scope, key, limits in self.scopes(tenant, user_id)]
+    def placing(self, tenant: str, user_id: str | None, now: datetime) -> list[Delta]:
+        """What one new call adds to the counts, with the caps it must stay within."""
+        return [placed(key, 1, now, caps_of(limits)) for _scope, key, limits in self.scopes(tenant, user_id)]
 
     # ------------------------------------------------------- the journal's side
 
-    def judge(self, openings: Sequence[Sequence[dict[str, Any]]], now: datetime) -> list[Refusal | None]:
+    def judge(self, openings: Sequence[Sequence[Delta]], now: datetime) -> list[Refusal | None]:
         """After the database refused a write of several new calls: which go out, in order.
 
         Reads the counts afresh and adds the calls one by one as the database would.
         """
-        keys = sorted({usage_key(row) for rows in openings for row in rows})
+        keys = sorted({delta.key for deltas in openings for delta in deltas})
         fresh = read_usage(self._engine, keys)
         for key, usage in fresh.items():
             self._known[key] = usage  # the newest lower bound of the minute and the day
         state = dict(fresh)
         verdicts: list[Refusal | None] = []
-        for rows in openings:
+        for deltas in openings:
             refusal: Refusal | None = None
             after: dict[Key, Usage] = {}
-            for row in rows:
-                key = usage_key(row)
-                delta = Usage.from_row(row)
+            for change in deltas:
+                key = change.key
+                delta = change.usage()
                 current = state.get(key)
                 total = current.plus(delta) if current is not None else delta
                 over = total.over()
@@ -176,17 +176,16 @@ class CallLimits:
             verdicts.append(refusal)
         return verdicts
 
-    def committed(self, rows: Sequence[dict[str, Any]]) -> None:
+    def committed(self, deltas: Sequence[Delta]) -> None:
         """A batch with usage deltas was committed by this node (journal watcher)."""
-        for row in rows:
-            key = usage_key(row)
-            delta = Usage.from_row(row)
-            self._own_live[key] = max(0, self._own_live.get(key, 0) + delta.live)
-            if delta.minute_used:
-                known = self._known.get(key)
-                self._known[key] = known.plus(delta) if known is not None else delta
+        for delta in deltas:
+            key = delta.key
+            self._own_live[key] = max(0, self._own_live.get(key, 0) + delta.calls - delta.ended)
+            if delta.calls:
+                known = self._known.get(key) or Usage()
+                self._known[key] = known.with_calls(delta.second, delta.calls)
         if len(self._known) > _PRUNE_ABOVE:
-            self._prune(rows[0]["updated_at"] if rows else None)
+            self._prune(utcnow())
 
     def attach(self, journal: Any) -> None:
         """Take part in a journal's writes: judge refused groups, follow what it counts.
@@ -211,9 +210,7 @@ class CallLimits:
             for key in [(call.tenant, "")] + ([(call.tenant, call.user_id)] if call.user_id else []):
                 self._own_live[key] = self._own_live.get(key, 0) + 1
 
-    def _prune(self, now: datetime | None) -> None:
-        if now is None:
-            return
+    def _prune(self, now: datetime) -> None:
         second, day = epoch_second(now), epoch_day(now)
         for key in [k for k, u in self._known.items() if not u.in_window(second) and not u.on_day(day)]:
             del self._known[key]

@@ -189,12 +189,12 @@ def uniform(rows: Sequence[dict[str, Any]]) -> bool:
 # The limits' counts (store/usage.py): each delta added to the stored row, its ring
 # merged slot by slot, under the check constraints that refuse a count over its cap.
 # The rows are locked in key order, as every batch does, so two never deadlock.
-_RING = "unnest(u.ring_sec, u.ring_cnt, excluded.ring_sec, excluded.ring_cnt)"
-_NEW_SEC = "CASE WHEN r.ec = 0 THEN r.os ELSE GREATEST(r.os, r.es) END"
-_NEW_CNT = "CASE WHEN r.ec = 0 THEN r.oc WHEN r.os >= r.es THEN r.oc + r.ec ELSE r.ec END"
 _USAGE_COLUMNS = (
     "tenant, user_id, live, day, day_used, minute_used, ring_sec, ring_cnt, minute_cap, day_cap, live_cap, updated_at"
 )
+# The ring is merged slot by slot in one pass (a slot given no call keeps what it held; a
+# slot of the same second, or a later one from a clock ahead, adds; else it is replaced),
+# and the minute counted over the merged ring, up to the newest second the delta placed.
 _USAGE_SQL = f"""INSERT INTO policy_usage AS u ({_USAGE_COLUMNS})
 SELECT {_USAGE_COLUMNS} FROM json_populate_recordset(NULL::policy_usage, %(usage)s::json) AS rows_
 ORDER BY tenant, user_id
@@ -202,12 +202,16 @@ ON CONFLICT (tenant, user_id) DO UPDATE SET
  live = GREATEST(u.live + excluded.live, 0),
  day = GREATEST(u.day, excluded.day),
  day_used = CASE WHEN excluded.day > u.day THEN excluded.day_used ELSE u.day_used + excluded.day_used END,
- ring_sec = ARRAY(SELECT {_NEW_SEC} FROM {_RING} WITH ORDINALITY AS r(os, oc, es, ec, i) ORDER BY r.i),
- ring_cnt = ARRAY(SELECT {_NEW_CNT} FROM {_RING} WITH ORDINALITY AS r(os, oc, es, ec, i) ORDER BY r.i),
- minute_used = CASE WHEN excluded.minute_used = 0 THEN u.minute_used ELSE (
-   SELECT coalesce(sum({_NEW_CNT}), 0) FROM {_RING} AS r(os, oc, es, ec)
-   WHERE {_NEW_SEC} > (SELECT max(x.s) FROM unnest(excluded.ring_sec, excluded.ring_cnt) AS x(s, c)
-                       WHERE x.c > 0) - {WINDOW_S}) END,
+ (ring_sec, ring_cnt, minute_used) = (
+   SELECT array_agg(m.ns ORDER BY m.i), array_agg(m.nc ORDER BY m.i),
+          CASE WHEN excluded.minute_used = 0 THEN u.minute_used
+               ELSE coalesce(sum(m.nc) FILTER (WHERE m.ns > m.latest - {WINDOW_S}), 0) END
+   FROM (SELECT r.i,
+                CASE WHEN r.ec = 0 THEN r.os ELSE GREATEST(r.os, r.es) END AS ns,
+                CASE WHEN r.ec = 0 THEN r.oc WHEN r.os >= r.es THEN r.oc + r.ec ELSE r.ec END AS nc,
+                max(CASE WHEN r.ec > 0 THEN r.es END) OVER () AS latest
+         FROM unnest(u.ring_sec, u.ring_cnt, excluded.ring_sec, excluded.ring_cnt)
+              WITH ORDINALITY AS r(os, oc, es, ec, i)) AS m),
  minute_cap = excluded.minute_cap, day_cap = excluded.day_cap, live_cap = excluded.live_cap,
  updated_at = excluded.updated_at"""  # noqa: S608 - built of constants only
 

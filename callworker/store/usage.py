@@ -36,18 +36,17 @@ from callworker.store.models import USAGE
 __all__ = [
     "SLOTS",
     "WINDOW_S",
+    "Delta",
     "Usage",
-    "end_row",
     "epoch_day",
     "epoch_second",
-    "ended_rows",
-    "fold_rows",
+    "ended",
+    "fold",
     "is_over_limit",
+    "placed",
     "refused_limit",
-    "open_row",
     "read_usage",
     "recent_usage",
-    "usage_key",
     "write_usage_sqlite",
 ]
 
@@ -73,8 +72,26 @@ def epoch_day(moment: datetime) -> int:
     return epoch_second(moment) // 86400
 
 
-def usage_key(row: dict[str, Any]) -> Key:
-    return row["tenant"], row["user_id"]
+@dataclass(frozen=True)
+class Delta:
+    """What one write adds to the counts of one tenant or user: calls placed at ``second``
+    (with the caps they must stay within), or counted calls that ended (no cap checked)."""
+
+    key: Key
+    calls: int = 0
+    ended: int = 0
+    second: int = 0
+    caps: dict[str, int | None] | None = None
+
+    @property
+    def day(self) -> int:
+        return self.second // 86400
+
+    def usage(self) -> Usage:
+        """This delta alone as counts (what a write of it alone adds)."""
+        if not self.calls:
+            return Usage(live=-self.ended)
+        return Usage().with_calls(self.second, self.calls, live=self.calls - self.ended, caps=self.caps or {})
 
 
 @dataclass(frozen=True)
@@ -106,6 +123,23 @@ class Usage:
             "minute_cap": self.caps.get("minute_cap"), "day_cap": self.caps.get("day_cap"),
             "live_cap": self.caps.get("live_cap"), "updated_at": now,
         }
+
+    def with_calls(
+        self, second: int, calls: int, *, live: int | None = None, caps: dict[str, int | None] | None = None
+    ) -> Usage:
+        """These counts with ``calls`` more placed at ``second`` (``live``: the change of live, default
+        ``calls``; ``caps``: the new caps, default these), as ``plus`` would add them."""
+        slot = second % SLOTS
+        old_sec, old_cnt = self.ring_sec[slot], self.ring_cnt[slot]
+        new_sec, new_cnt = (old_sec, old_cnt + calls) if old_sec >= second else (second, calls)
+        ring_sec = self.ring_sec[:slot] + (new_sec,) + self.ring_sec[slot + 1 :]
+        ring_cnt = self.ring_cnt[:slot] + (new_cnt,) + self.ring_cnt[slot + 1 :]
+        day = second // 86400
+        day_used = calls if day > self.day else self.day_used + calls
+        merged = Usage(max(0, self.live + (calls if live is None else live)), max(day, self.day), day_used,
+                       ring_sec, ring_cnt, 0, dict(self.caps if caps is None else caps))
+        return Usage(merged.live, merged.day, merged.day_used, ring_sec, ring_cnt, merged.in_window(second),
+                     merged.caps)
 
     def in_window(self, second: int) -> int:
         """Calls placed in the 60 s ending at ``second`` (and after it: a clock ahead of ours)."""
@@ -164,43 +198,37 @@ class Usage:
         return None
 
 
-def open_row(key: Key, calls: int, now: datetime, caps: dict[str, int | None]) -> dict[str, Any]:
-    """The delta of ``calls`` new calls placed at ``now``, with the caps they must stay within."""
-    second = epoch_second(now)
-    sec, cnt = list(_ZEROS), list(_ZEROS)
-    sec[second % SLOTS], cnt[second % SLOTS] = second, calls
-    delta = Usage(calls, epoch_day(now), calls, tuple(sec), tuple(cnt), calls, dict(caps))
-    return delta.row(key, now)
+def placed(key: Key, calls: int, now: datetime, caps: dict[str, int | None]) -> Delta:
+    """``calls`` new calls placed at ``now``, with the caps they must stay within."""
+    return Delta(key, calls=calls, second=epoch_second(now), caps=dict(caps))
 
 
-def end_row(key: Key, calls: int, now: datetime) -> dict[str, Any]:
-    """The delta of ``calls`` counted calls that ended: their live slots given back, no cap checked."""
-    return Usage(live=-calls).row(key, now)
-
-
-def ended_rows(tenant: str, user_id: str | None, now: datetime) -> list[dict[str, Any]]:
-    """The deltas of one counted call of the tenant (and user) that ended."""
+def ended(tenant: str, user_id: str | None, calls: int = 1) -> list[Delta]:
+    """Counted calls of the tenant (and user) that ended: their live slots given back."""
     keys = [(tenant, "")] + ([(tenant, user_id)] if user_id else [])
-    return [end_row(key, 1, now) for key in keys]
+    return [Delta(key, ended=calls) for key in keys]
 
 
-def fold_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One delta per key (a statement may touch a row once), in key order (no two writes lock
-    the same rows in opposite orders)."""
-    folded: dict[Key, tuple[Usage, datetime]] = {}
-    for row in rows:
-        key = usage_key(row)
-        delta = Usage.from_row(row)
-        earlier = folded.get(key)
-        if earlier is not None:
-            merged = earlier[0].plus(delta)
-            # Deltas add up (plus() keeps live at zero or above, a delta may be negative); an
-            # end carries no caps and must not drop those of the calls placed before it.
-            caps = merged.caps if delta.minute_used else earlier[0].caps
-            delta = Usage(earlier[0].live + delta.live, merged.day, merged.day_used, merged.ring_sec,
-                          merged.ring_cnt, earlier[0].minute_used + delta.minute_used, caps)
-        folded[key] = (delta, row["updated_at"])
-    return [folded[key][0].row(key, folded[key][1]) for key in sorted(folded)]
+def fold(deltas: Iterable[Delta], now: datetime) -> list[dict[str, Any]]:
+    """The rows a write adds: one per key (a statement may touch a row once), in key order (no
+    two writes lock the same rows in opposite orders), each the deltas' sum as the database adds.
+
+    ``live`` may be negative (ends); ``minute_used`` is the calls placed (0: no call placed,
+    the ring is left alone); the caps are the last placed calls'.
+    """
+    folded: dict[Key, tuple[Usage, int, int]] = {}  # key -> (ring and day of the calls, live change, placed)
+    for delta in deltas:
+        counts, live, calls = folded.get(delta.key, (Usage(), 0, 0))
+        if delta.calls:
+            counts = counts.with_calls(delta.second, delta.calls, live=0, caps=delta.caps)
+        folded[delta.key] = (counts, live + delta.calls - delta.ended, calls + delta.calls)
+    rows = []
+    for key in sorted(folded):
+        counts, live, calls = folded[key]
+        summed = Usage(live, counts.day, counts.day_used, counts.ring_sec, counts.ring_cnt, calls,
+                       counts.caps if calls else {})
+        rows.append(summed.row(key, now))
+    return rows
 
 
 def refused_limit(exc: IntegrityError) -> str | None:
@@ -236,7 +264,7 @@ def recent_usage(engine: Engine, since: datetime) -> dict[Key, Usage]:
         return {(row["tenant"], row["user_id"]): Usage.from_row(dict(row)) for row in conn.execute(stmt).mappings()}
 
 
-def write_usage_sqlite(conn: Connection, rows: Sequence[dict[str, Any]], upsert: Any) -> None:
+def write_usage_sqlite(conn: Connection, deltas: Sequence[Delta], now: datetime, upsert: Any) -> None:
     """Add the deltas to the stored counts, inside the batch's transaction (SQLite).
 
     The transaction holds SQLite's write lock already (the batch wrote before
@@ -244,15 +272,15 @@ def write_usage_sqlite(conn: Connection, rows: Sequence[dict[str, Any]], upsert:
     in between. The merged counts are written whole; the check constraints
     refuse them as PostgreSQL's would.
     """
-    if not rows:
+    if not deltas:
         return
-    deltas = fold_rows(rows)
-    keys = [usage_key(row) for row in deltas]
+    rows = fold(deltas, now)
+    keys = [(row["tenant"], row["user_id"]) for row in rows]
     stmt = select(USAGE).where(tuple_(USAGE.c.tenant, USAGE.c.user_id).in_(keys))
     stored = {(row["tenant"], row["user_id"]): Usage.from_row(dict(row)) for row in conn.execute(stmt).mappings()}
     merged = []
-    for row in deltas:
-        key = usage_key(row)
+    for row in rows:
+        key = (row["tenant"], row["user_id"])
         delta = Usage.from_row(row)
         current = stored.get(key)
         total = current.plus(delta) if current is not None else Usage(

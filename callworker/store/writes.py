@@ -25,8 +25,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from callworker.store import bulk
 from callworker.store.db import autocommit, guarded
-from callworker.store.models import CALLS, CDRS, COMMANDS, EVENTS, FLASHCALL_ORDERS, OUTBOX
-from callworker.store.usage import fold_rows, write_usage_sqlite
+from callworker.store.models import CALLS, CDRS, COMMANDS, EVENTS, FLASHCALL_ORDERS, OUTBOX, utcnow
+from callworker.store.usage import Delta, fold, write_usage_sqlite
 
 __all__ = ["Batch", "write_batch", "batch_stored", "delete_outbox"]
 
@@ -46,8 +46,8 @@ class Batch:
     commands: list[dict[str, Any]] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
     orders: list[dict[str, Any]] = field(default_factory=list)
-    # Deltas of the limits' counts (store/usage.py): calls placed, and ended.
-    usage: list[dict[str, Any]] = field(default_factory=list)
+    # What the batch adds to the limits' counts (store/usage.py): calls placed, and ended.
+    usage: list[Delta] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not (
@@ -137,7 +137,7 @@ def _bulk_tables(batch: Batch) -> dict[str, list[dict[str, Any]]] | None:
         "commands": batch.commands,
         "events": batch.events,
         "cdrs": batch.cdrs,
-        "usage": fold_rows(batch.usage),
+        "usage": fold(batch.usage, utcnow()),
         "outbox": batch.outbox,
     }
     return tables if all(bulk.uniform(rows) for rows in tables.values()) else None
@@ -196,7 +196,7 @@ def write_batch(engine: Engine, batch: Batch, *, fresh: bool = False) -> list[in
             for _keys, run in _runs(batch.cdrs):
                 conn.execute(stmt, run)
         # After the writes above: the transaction holds SQLite's write lock.
-        write_usage_sqlite(conn, batch.usage, _upsert_rows)
+        write_usage_sqlite(conn, batch.usage, utcnow(), _upsert_rows)
         return _insert_outbox(conn, batch.outbox) if batch.outbox else []
 
 

@@ -27,7 +27,7 @@ from callworker.contract import decode_command, utcnow
 from callworker.policy import PolicyBook
 from callworker.policy.limits import CallLimits
 from callworker.store import Batch, get_call, get_command, make_engine, migrate, write_batch
-from callworker.store.usage import open_row, read_usage
+from callworker.store.usage import placed, read_usage
 from tests.component.test_call_service import FakePort, fs_event, sync
 
 POLICY = """\
@@ -174,7 +174,7 @@ def test_calls_up_at_once_are_capped_per_user_and_an_ended_call_frees_its_slot(r
 
 def test_the_database_refuses_what_another_node_already_counted(rig: Rig, engine: Engine) -> None:
     # Another node placed three calls this second: this node has not seen them.
-    other = Batch(usage=[open_row(("acme", ""), 3, utcnow(), {"minute_cap": 3, "day_cap": None, "live_cap": 5})])
+    other = Batch(usage=[placed(("acme", ""), 3, utcnow(), {"minute_cap": 3, "day_cap": None, "live_cap": 5})])
     write_batch(engine, other)
     cmd = command("acme", "originate", destination_number="+15551230001", call_id=str(uuid.uuid4()))
     details = refused(rig.service.execute(cmd, Delivered(None, None)), "RATE_LIMITED", "calls_per_minute",

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select, text
 from callworker.store import Batch, make_engine, migrate, write_batch
 from callworker.store.models import metadata
 from callworker.store.privacy import Subject, erase, erasures_since, export, latest_erasure, privacy_key
-from callworker.store.usage import open_row
+from callworker.store.usage import placed
 from tests.component.test_store import call_row, cdr_row, command_row, event_row
 
 KEY = privacy_key(b"privacy-test-key")
@@ -69,7 +69,7 @@ def stored(engine: Engine, tenant: str, number: str = NUMBER, user: str = "bob")
         outbox=[{"node": "fs1", "exchange": "callworker.events", "routing_key": f"{tenant}.call.answered.{named}",
                  "message_id": None, "correlation_id": None, "headers": None,
                  "body": json.dumps(envelope).encode()}],
-        usage=[open_row((tenant, user), 1, T0, {})],
+        usage=[placed((tenant, user), 1, T0, {})],
     ))
     write_batch(engine, Batch(orders=[order_row(order_id, tenant, number, user_id=user)]))
     with engine.begin() as conn:

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, func, select
 from callworker.store import Batch, call_events, get_call, get_cdr, make_engine, migrate, write_batch
 from callworker.store.models import CALLS, COMMANDS, ERASURES, FLASHCALL_ORDERS, USAGE
 from callworker.store.retention import Retention, Sweeper, sweep
-from callworker.store.usage import end_row, open_row
+from callworker.store.usage import Delta, placed
 from tests.component.test_store import call_row, cdr_row, command_row, event_row
 from tests.component.test_store_privacy import order_row
 from tests.security.test_secrets import LogWatch
@@ -75,9 +75,12 @@ class RetentionContract:
             command_row(str(uuid.uuid4()), created_at=NOW - timedelta(days=6), updated_at=NOW),
         ]))
         idle = NOW - timedelta(days=3)
-        write_batch(engine, Batch(usage=[open_row(("acme", "gone"), 1, idle, {}), end_row(("acme", "gone"), 1, idle),
-                                         open_row(("acme", "up"), 1, idle, {}),
-                                         open_row(("acme", "today"), 1, NOW, {})]))
+        write_batch(engine, Batch(usage=[placed(("acme", "gone"), 1, idle, {}), Delta(("acme", "gone"), ended=1),
+                                         placed(("acme", "up"), 1, idle, {}),
+                                         placed(("acme", "today"), 1, NOW, {})]))
+        with engine.begin() as conn:  # backdated: "gone" and "up" last counted a call three days ago
+            conn.execute(USAGE.update().where(USAGE.c.user_id != "today").values(updated_at=idle))
+            conn.execute(USAGE.update().where(USAGE.c.user_id == "today").values(updated_at=NOW))
         with engine.begin() as conn:
             conn.execute(ERASURES.insert(), [
                 {"tenant": "acme", "token": "erased:old", "created_at": NOW - timedelta(days=2)},

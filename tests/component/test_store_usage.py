@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,13 +19,13 @@ from sqlalchemy.exc import IntegrityError
 
 from callworker.store import Batch, get_call, make_engine, migrate, write_batch
 from callworker.store.usage import (
+    Delta,
     Usage,
-    end_row,
     epoch_day,
     epoch_second,
-    fold_rows,
+    fold,
     is_over_limit,
-    open_row,
+    placed,
     read_usage,
 )
 from tests.component.test_store import call_row
@@ -40,20 +39,20 @@ def caps(minute: int | None = None, day: int | None = None, live: int | None = N
     return {"minute_cap": minute, "day_cap": day, "live_cap": live}
 
 
-def placing(*rows: dict[str, Any], at: datetime = T0) -> Batch:
+def placing(*deltas: Delta, at: datetime = T0) -> Batch:
     """A fresh batch storing one new call with these usage deltas."""
     call_id = str(uuid.uuid4())
-    return Batch(calls=[call_row(call_id, initiated_at=at, updated_at=at)], usage=list(rows))
+    return Batch(calls=[call_row(call_id, initiated_at=at, updated_at=at)], usage=list(deltas))
 
 
 def place(engine: Engine, at: datetime, *keys: tuple[str, str], n: int = 1, **cap: int | None) -> Batch:
-    batch = placing(*(open_row(key, n, at, caps(**cap)) for key in keys), at=at)
+    batch = placing(*(placed(key, n, at, caps(**cap)) for key in keys), at=at)
     write_batch(engine, batch, fresh=True)
     return batch
 
 
 def refused(engine: Engine, at: datetime, *keys: tuple[str, str], **cap: int | None) -> bool:
-    batch = placing(*(open_row(key, 1, at, caps(**cap)) for key in keys), at=at)
+    batch = placing(*(placed(key, 1, at, caps(**cap)) for key in keys), at=at)
     try:
         write_batch(engine, batch, fresh=True)
     except IntegrityError as exc:
@@ -64,7 +63,7 @@ def refused(engine: Engine, at: datetime, *keys: tuple[str, str], **cap: int | N
 
 
 def end(engine: Engine, at: datetime, *keys: tuple[str, str]) -> None:
-    write_batch(engine, Batch(usage=[end_row(key, 1, at) for key in keys]))
+    write_batch(engine, Batch(usage=[Delta(key, ended=1) for key in keys]))
 
 
 class UsageContract:
@@ -125,8 +124,8 @@ class UsageContract:
         assert ACME not in read_usage(engine, [ACME])
 
     def test_a_batch_of_several_calls_is_checked_as_a_whole(self, engine: Engine) -> None:
-        batch = placing(open_row(ACME, 1, T0, caps(minute=2)), open_row(ACME, 1, T0, caps(minute=2)),
-                        open_row(ACME, 1, T0 + timedelta(seconds=1), caps(minute=2)))
+        batch = placing(placed(ACME, 1, T0, caps(minute=2)), placed(ACME, 1, T0, caps(minute=2)),
+                        placed(ACME, 1, T0 + timedelta(seconds=1), caps(minute=2)))
         with pytest.raises(IntegrityError) as refusal:
             write_batch(engine, batch, fresh=True)
         assert is_over_limit(refusal.value)
@@ -134,7 +133,7 @@ class UsageContract:
 
     def test_a_taken_call_id_is_not_a_limit(self, engine: Engine) -> None:
         batch = place(engine, T0, ACME, live=10)
-        again = Batch(calls=batch.calls, usage=[open_row(ACME, 1, T0, caps(live=10))])
+        again = Batch(calls=batch.calls, usage=[placed(ACME, 1, T0, caps(live=10))])
         with pytest.raises(IntegrityError) as refusal:
             write_batch(engine, again, fresh=True)
         assert not is_over_limit(refusal.value)
@@ -151,9 +150,9 @@ class UsageContract:
         model: Usage | None = None  # the first delta is stored as it is
         for offset, calls, ends in steps:
             at = T0 + timedelta(seconds=offset)
-            row = end_row(key, calls, at) if ends else open_row(key, max(calls, 1), at, caps())
-            write_batch(engine, Batch(usage=[row]))
-            delta = Usage.from_row(row)
+            change = Delta(key, ended=calls) if ends else placed(key, max(calls, 1), at, caps())
+            write_batch(engine, Batch(usage=[change]))
+            delta = change.usage()
             model = delta if model is None else model.plus(delta)
         stored = read_usage(engine, [key])[key]
         assert model is not None
@@ -163,9 +162,9 @@ class UsageContract:
 
 
 def test_deltas_of_one_key_fold_into_one_in_key_order() -> None:
-    rows = [open_row(BOB, 1, T0, caps(live=3)), open_row(ACME, 2, T0, caps(live=9)),
-            open_row(BOB, 1, T0 + timedelta(seconds=1), caps(live=3)), end_row(BOB, 1, T0)]
-    folded = fold_rows(rows)
+    deltas = [placed(BOB, 1, T0, caps(live=3)), placed(ACME, 2, T0, caps(live=9)),
+              placed(BOB, 1, T0 + timedelta(seconds=1), caps(live=3)), Delta(BOB, ended=1)]
+    folded = fold(deltas, T0)
     assert [(r["tenant"], r["user_id"]) for r in folded] == [ACME, BOB]
     bob = Usage.from_row(folded[1])
     assert (bob.live, bob.day_used, bob.minute_used, bob.caps["live_cap"]) == (1, 2, 2, 3)
@@ -175,7 +174,7 @@ def test_deltas_of_one_key_fold_into_one_in_key_order() -> None:
 def test_the_wait_for_a_free_minute_is_when_enough_calls_leave_the_window() -> None:
     usage = Usage()
     for offset, calls in ((0, 2), (10, 1), (30, 3)):
-        usage = usage.plus(Usage.from_row(open_row(ACME, calls, T0 + timedelta(seconds=offset), caps())))
+        usage = usage.plus(placed(ACME, calls, T0 + timedelta(seconds=offset), caps()).usage())
     now = epoch_second(T0) + 40
     assert usage.in_window(now) == 6
     assert usage.seconds_until_window_holds(now, 5) == 20  # the two of second 0 leave at 60

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from callworker.store import Batch, make_engine, migrate, write_batch
-from callworker.store.usage import is_over_limit, open_row, read_usage
+from callworker.store.usage import is_over_limit, placed, read_usage
 from tests.component.test_store import call_row, command_row
 from tests.component.test_store_usage import ACME, T0, UsageContract, caps
 
@@ -46,7 +46,7 @@ def test_nodes_placing_calls_at_once_never_pass_the_cap_together(pg_url: str) ->
         batch = Batch(
             calls=[call_row(call_id, tenant=tenant, initiated_at=T0, updated_at=T0)],
             commands=[command_row(str(uuid.uuid4()), tenant=tenant, call_id=call_id, created_at=T0, updated_at=T0)],
-            usage=[open_row((tenant, ""), 1, T0 + timedelta(milliseconds=n), caps(live=13, minute=30))],
+            usage=[placed((tenant, ""), 1, T0 + timedelta(milliseconds=n), caps(live=13, minute=30))],
         )
         try:
             write_batch(engine, batch, fresh=True)
@@ -70,8 +70,8 @@ def test_nodes_placing_calls_at_once_never_pass_the_cap_together(pg_url: str) ->
 def test_a_cap_refusal_names_its_constraint(shared_engine: Engine) -> None:
     with shared_engine.begin() as conn:
         conn.execute(text("DELETE FROM policy_usage WHERE tenant = 'acme'"))
-    write_batch(shared_engine, Batch(usage=[open_row(ACME, 1, T0, caps(day=1))]))
+    write_batch(shared_engine, Batch(usage=[placed(ACME, 1, T0, caps(day=1))]))
     with pytest.raises(IntegrityError) as refused:
-        write_batch(shared_engine, Batch(usage=[open_row(ACME, 1, T0, caps(day=1))]))
+        write_batch(shared_engine, Batch(usage=[placed(ACME, 1, T0, caps(day=1))]))
     assert is_over_limit(refused.value)
     assert refused.value.orig.diag.constraint_name == "ck_policy_usage_day"  # type: ignore[union-attr]
