@@ -37,6 +37,7 @@ class Options:
     live_calls: int = 10_000
     profile_dir: str | None = None  # write a worker profile per pipeline run here
     quiet_wait: float = 60.0  # seconds to wait for an idle machine before each run
+    policy: bool = False  # run the CPS figure's worker with a policy in force (see stack.policy_file)
 
 
 @dataclass

@@ -39,7 +39,7 @@ def _warm_up(st: Stack) -> None:
 
 def _one_run(options: Options, name: str, rate: float, seconds: float) -> dict[str, float | str | bool]:
     with stack(name, ring_delay=_RING, answer_delay=_ANSWER,
-               far_end_hangup_after=_TALK, quiet_wait=options.quiet_wait) as st:
+               far_end_hangup_after=_TALK, quiet_wait=options.quiet_wait, policy=options.policy) as st:
         _warm_up(st)
         ids: list[str] = []
         st.mark_cpu()
@@ -129,6 +129,7 @@ def run(options: Options) -> list[Row]:
     ]
     return [Row(
         figure=f"calls per second sustained {options.cps_seconds:g} s end to end "
-               "(originate → events stored and published → CDR), zero loss, PostgreSQL",
+               "(originate → events stored and published → CDR), zero loss, PostgreSQL"
+               + (", with a policy in force (limits checked and counted, calls rated)" if options.policy else ""),
         result=result, target=f"≥ {TARGET_CPS:g} CPS", met=met, notes=notes,
     )]

@@ -49,6 +49,9 @@ def _options(argv: list[str]) -> tuple[Options, list[str], Path]:
     ap.add_argument("--cps", type=float, default=300.0, help="offered calls per second for the CPS figure")
     ap.add_argument("--quiet-wait", type=float, default=60.0, metavar="SECONDS",
                     help="before each run, wait up to this long for the machine to be idle (0: never)")
+    ap.add_argument("--policy", action="store_true",
+                    help="CPS figure with a policy in force: the driver's tenant limited (caps far above "
+                         "what the run places: every call counted and checked, none refused) and rated")
     ap.add_argument("--profile", default=None, metavar="DIR",
                     help="sample the worker with py-spy during the CPS runs into DIR")
     ap.add_argument("--output", default=None, metavar="PATH",
@@ -70,6 +73,7 @@ def _options(argv: list[str]) -> tuple[Options, list[str], Path]:
         live_calls=1_000 if quick else 10_000,
         profile_dir=args.profile,
         quiet_wait=args.quiet_wait,
+        policy=args.policy,
     )
     output = report_path(all_figures=set(names) == set(FIGURES), quick=quick, output=args.output)
     return options, names, output

@@ -22,6 +22,7 @@ import psycopg
 from bench.common import log
 from bench.driver import CallLog, Driver
 from bench.infra import (
+    LOG_DIR,
     CpuMeter,
     SimulatorProcess,
     WorkerProcess,
@@ -72,12 +73,34 @@ class Stack:
         return int(row[0]) if row else 0
 
 
+def policy_file(name: str, tenant: str) -> str:
+    """A policy limiting ``tenant`` far above what a run places, and rating its calls.
+
+    Every call is then counted and checked against the tenant's caps (minute, day,
+    calls up at once) in the write that stores it, and its CDR is costed; none is
+    refused, so the figures stay comparable with a run without a policy.
+    """
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    path = LOG_DIR / f"{name}-policy.yaml"
+    path.write_text(
+        f"tenants:\n  {tenant}:\n    can_call: true\n    calls_per_minute: 1000000\n"
+        f"    calls_per_day: 100000000\n    max_concurrent: 100000\n"
+        f"    rates:\n      - {{prefix: \"+1\", cents_per_minute: 1, increment_s: 6, min_s: 30}}\n"
+    )
+    return str(path)
+
+
 @contextmanager
 def stack(name: str, *, ring_delay: float = 0.1, answer_delay: float = 0.2,
           far_end_hangup_after: float = 1.0, worker_env: dict[str, str] | None = None,
-          worker_command: list[str] | None = None, quiet_wait: float = 0.0) -> Iterator[Stack]:
+          worker_command: list[str] | None = None, quiet_wait: float = 0.0,
+          policy: bool = False) -> Iterator[Stack]:
     if quiet_wait > 0:
         wait_for_quiet(quiet_wait)
+    tenant = f"b{uuid.uuid4().hex[:8]}"
+    env = dict(worker_env or {})
+    if policy:
+        env["CALLWORKER_POLICY_FILE"] = policy_file(name, tenant)
     with ExitStack() as exits:
         _freeze_earlier_runs()
         exits.callback(gc.unfreeze)
@@ -87,9 +110,8 @@ def stack(name: str, *, ring_delay: float = 0.1, answer_delay: float = 0.2,
                                      name=f"{name}-simulator").start()
         exits.callback(lambda: _report_simulator(simulator))
         worker = WorkerProcess(database, amqp, simulator.address, name=f"{name}-worker",
-                               env=dict(worker_env or {}), command=worker_command).start()
+                               env=env, command=worker_command).start()
         exits.callback(worker.stop)
-        tenant = f"b{uuid.uuid4().hex[:8]}"
         driver = Driver(amqp, tenant).start()
         exits.callback(driver.close)
         yield Stack(database, amqp, simulator, worker, driver, tenant)

@@ -21,12 +21,15 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from callworker.bus.client import AmqpClient
 from callworker.bus.relay import OutboxItem, OutboxRelay
+from callworker.calls.admin import AdminCommands
 from callworker.calls.fsevents import PRECIOUS_EVENTS, SUBSCRIBED_EVENTS, EventPump
 from callworker.calls.hooks import HOOK_EVENTS, Hooks, hook_subscription
 from callworker.calls.inbound import InboundCalls
 from callworker.calls.intake import Intake
 from callworker.calls.journal import Journal
+from callworker.calls.privacy import Privacy
 from callworker.calls.reconcile import reconcile
+from callworker.calls.replay import EventReplay
 from callworker.calls.resync import Reconciler
 from callworker.calls.service import CallService
 from callworker.config import Settings, mask_url
@@ -37,7 +40,11 @@ from callworker.esl.outbound import OutboundServer
 from callworker.esl.peers import allow_list
 from callworker.flashcall import FlashcallService
 from callworker.http import HttpServer
+from callworker.policy import PolicyBook
+from callworker.policy.limits import CallLimits
 from callworker.store import delete_outbox, make_engine, migrate, pending_outbox, ping
+from callworker.store.privacy import latest_erasure, privacy_key
+from callworker.store.retention import Retention, Sweeper
 
 __all__ = ["Worker"]
 
@@ -55,6 +62,9 @@ class Worker:
         migrate(url)
         # Command greenlets, the journal, the relay, health and flash-call sweeps.
         self.engine = make_engine(url, pool_size=settings.command_workers + 16)
+        self.policy = PolicyBook(self.engine, settings.policy_file)
+        # Before anything runs: a policy file that cannot be used stops the start (ConfigError).
+        self.policy.load()
         self.registry = CollectorRegistry()
         self.esl_events = EventBuffer(
             settings.esl_event_queue_size,
@@ -121,6 +131,8 @@ class Worker:
             on_session=self.inbound.on_session,
             on_session_end=self.inbound.on_session_end,
         )
+        self.limits = CallLimits(self.policy, self.engine)
+        self.journal.rates = self.policy.rates
         self.calls = CallService(
             journal=self.journal,
             port=self.esl,
@@ -128,6 +140,7 @@ class Worker:
             node=settings.node_id,
             gateways=settings.gateways,
             default_gateway=settings.default_gateway,
+            limits=self.limits,
         )
         self.flashcalls = FlashcallService(
             journal=self.journal,
@@ -135,6 +148,7 @@ class Worker:
             engine=self.engine,
             bus=self.bus,
             settings=settings,
+            limits=self.limits,
         )
         self.journal.observers.append(self.flashcalls.on_call_event)
         self.journal.reloaders.append(self.flashcalls.load)
@@ -151,6 +165,19 @@ class Worker:
                 "flashcall.verify": self.flashcalls.verify,
             },
         )
+        self.admin = AdminCommands(journal=self.journal, policy=self.policy)
+        self.intake.add_handlers(self.admin.handlers())
+        self.intake.add_handlers(EventReplay(journal=self.journal, engine=self.engine).handlers())
+        self.privacy = Privacy(
+            journal=self.journal, engine=self.engine,
+            key=privacy_key(settings.flashcall_key()),
+            on_erased=lambda: self.limits.count_live(self.journal.calls.values()),
+        )
+        self.privacy.holders.append(self.flashcalls.privacy_holder())
+        self.intake.add_handlers(self.privacy.handlers())
+        self.retention = Sweeper(
+            self.engine, Retention(days=settings.retention_days, command_days=settings.command_retention_days)
+        )
         self._owners = [self.calls.owner_of]
         self.reconciler = Reconciler(
             self._reconcile_once,
@@ -164,8 +191,12 @@ class Worker:
 
     def start(self) -> None:
         self.journal.load()
+        self.limits.attach(self.journal)
         self.flashcalls.load()
         self.journal.start()
+        self.policy.start()
+        self.privacy.start(latest_erasure(self.engine))
+        self.retention.start()
         self.flashcalls.start()
         self.relay.start()
         self.pump.start()
@@ -196,6 +227,9 @@ class Worker:
         self.intake.drain(timeout / 3)
         self.intake.stop()
         self.reconciler.stop()
+        self.policy.stop()
+        self.privacy.stop()
+        self.retention.stop()
         self.flashcalls.stop()
         self.inbound.stop()
         # No new FreeSWITCH events after this; the ones already read are journalled.

@@ -105,6 +105,18 @@ class Settings(BaseSettings):
     flashcall_allowed_destinations: Annotated[tuple[str, ...], NoDecode] = ("[0-9]{10,15}",)
     flashcall_gateway: str | None = None  # None: default_gateway
 
+    # Policy (limits, permissions, rates): YAML or JSON; none means no limits.
+    policy_file: Path | None = None
+    # Calls, events, CDRs and flash-call orders older than this are deleted.
+    retention_days: int = Field(default=365, ge=1)
+    # Command records are kept this long (their ids stay taken for as long).
+    command_retention_days: int = Field(default=7, ge=1)
+
+    @field_validator("policy_file", mode="before")
+    @classmethod
+    def _no_empty_path(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("gateways", "flashcall_cid_prefixes", mode="before")
     @classmethod
     def _split_gateways(cls, value: object) -> object:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "CallworkerError",
     "ConfigError",
@@ -18,6 +20,7 @@ __all__ = [
     "StoreUnavailable",
     "AlreadyStored",
     "HeldElsewhere",
+    "OverLimit",
 ]
 
 
@@ -86,3 +89,15 @@ class HeldElsewhere(CallworkerError):
     def __init__(self, node: str) -> None:
         super().__init__(f"held by node {node}")
         self.node = node
+
+
+class OverLimit(CallworkerError):
+    """A new call was refused by the database: it would take a count over a limit.
+
+    ``refusal`` says which limit and when to retry, or is only the limit's name
+    when the counts moved under it while it was judged (retry in a moment).
+    """
+
+    def __init__(self, refusal: Any) -> None:
+        super().__init__("over a limit")
+        self.refusal = refusal

@@ -171,6 +171,7 @@ def cdr_row(
         direction=record.direction,
         node=record.node,
         flashcall_order_id=record.flashcall_order_id,
+        user_id=record.user_id,
         missed_call=record.direction == "inbound" and record.answered_at is None,
         reconstructed=reconstructed,
         created_at=now,
@@ -181,6 +182,7 @@ def cdr_row(
         row["caller_id_number"] = record.caller_id_number
         row["caller_id_name"] = record.caller_id_name
     for name in ("caller_id_number", "caller_id_name", "destination_number"):
-        if row.get(name) is None:
+        if row.get(name) is None or record.is_erased(name):
+            # Erased from the call while it was up: FreeSWITCH still says it in clear.
             row[name] = getattr(record, name)
-    return row
+    return record.scrubbed(row) if record.scrubs else row

@@ -22,6 +22,8 @@ from callworker.calls.record import CallRecord
 from callworker.calls.states import ANSWERED_STATUSES, FS_EVENT_SIGNALS, TERMINAL, Signal, end_signal
 from callworker.contract import utcnow
 from callworker.esl.codec import Event
+from callworker.policy.cost import cost_cents, quality_score
+from callworker.store.usage import ended
 
 __all__ = [
     "PRECIOUS_EVENTS", "SUBSCRIBED_EVENTS", "EventPump", "EventSource", "end_call", "end_reconstructed",
@@ -48,8 +50,16 @@ def end_call(
     """The terminal event and the CDR of a call, in one batch and in that order."""
     if record.status in TERMINAL:
         return
-    unit.signal(record, end_signal(record.hangup_requested), occurred_at, hangup_cause=cause)
     row = cdr_row(record, cdr, now=unit.now, reconstructed=reconstructed)
+    # Computed once, with the rates in force now, and kept: the terminal event's
+    # snapshot, the call row and the CDR all carry the same figures.
+    row["cost_cents"] = cost_cents(unit.journal.rates(record.tenant), record.destination_number, row["billsec"])
+    row["quality_score"] = quality_score(row["rtp_audio_in_mos"])
+    record.cost_cents, record.quality_score = row["cost_cents"], row["quality_score"]
+    unit.signal(record, end_signal(record.hangup_requested), occurred_at, hangup_cause=cause)
+    if record.counted:
+        # Its slot among the calls not yet ended is given back in the batch that ends it.
+        unit.batch.usage.extend(ended(record.tenant, record.user_id))
     unit.cdr(row)
     data = {name: row.get(name) for name in _CDR_EVENT_FIELDS}
     unit.emit(record, "call.cdr", occurred_at, _jsonable(data))
@@ -69,7 +79,7 @@ _CDR_EVENT_FIELDS = (
     "call_id", "tenant", "direction", "caller_id_name", "caller_id_number", "destination_number",
     "start_stamp", "answer_stamp", "end_stamp", "duration", "billsec", "billmsec", "hangup_cause",
     "hangup_cause_q850", "sip_hangup_disposition", "pdd_ms", "rtp_audio_in_mos", "read_codec",
-    "write_codec", "missed_call", "node", "flashcall_order_id",
+    "write_codec", "missed_call", "node", "flashcall_order_id", "user_id", "cost_cents", "quality_score",
 )
 
 

@@ -27,6 +27,12 @@ that batch either. Their batch is written fresh (plain inserts of the call and
 the command), so the write is also the idempotency check: a call id or command
 id the database holds refuses it (`AlreadyStored`) and nothing is dialled. The
 relay takes their outbox ids even when a later id was committed first.
+
+A new call counted toward the limits carries its usage deltas into that same
+fresh write (``Unit.count``), whose caps the database enforces: a write over a
+cap is refused whole (nothing stored, nothing dialled). The opener then asks
+``judge`` (the limits, reading the counts afresh) which calls of the group go
+out, writes those, and fails the others with ``OverLimit``.
 """
 
 from __future__ import annotations
@@ -50,8 +56,9 @@ from callworker.bus.topology import EVENTS_EXCHANGE
 from callworker.calls.record import CallRecord
 from callworker.calls.states import TERMINAL, Signal, transition
 from callworker.contract import call_snapshot, encode_json, event_routing_key, make_event, utcnow
-from callworker.errors import AlreadyStored, StoreUnavailable
+from callworker.errors import AlreadyStored, OverLimit, StoreUnavailable
 from callworker.store import Batch, batch_stored, live_calls, write_batch
+from callworker.store.usage import Delta, refused_limit
 from callworker.turns import Turns
 
 __all__ = ["Journal", "Unit", "Op"]
@@ -61,6 +68,9 @@ log = logging.getLogger("callworker.journal")
 _LINGER_BELOW = 64
 # Running a batch's operations lets the hub in after this long (see callworker.turns).
 _SLICE_S = 0.0005
+# A group refused over a limit is judged and written again at most this often; then
+# each call is written alone.
+_JUDGED_TRIES = 2
 T = TypeVar("T")
 
 
@@ -121,6 +131,8 @@ class Unit:
 
     def emit(self, record: CallRecord, event_type: str, occurred_at: datetime, data: dict) -> None:
         """A contract event for this call: next ``seq``, stored and queued for publishing."""
+        if record.scrubs:
+            data = record.scrubbed(data)
         record.last_seq += 1
         self.touched[record.call_id] = record
         self.emit_for(
@@ -189,7 +201,7 @@ class Unit:
 
     def save_command(
         self, *, tenant: str, command_id: str, command_type: str, status: str,
-        reply: dict | None, call_id: str | None,
+        reply: dict | None, call_id: str | None, user_id: str | None = None,
     ) -> None:
         self.batch.commands.append(
             {
@@ -199,6 +211,7 @@ class Unit:
                 "status": status,
                 "reply": reply,
                 "call_id": call_id,
+                "user_id": user_id,
                 "created_at": self.now,
                 "updated_at": self.now,
             }
@@ -211,6 +224,11 @@ class Unit:
 
     def cdr(self, row: dict[str, Any]) -> None:
         self.batch.cdrs.append(row)
+
+    def count(self, record: CallRecord, deltas: list[Delta]) -> None:
+        """Count a new call toward the limits (``deltas``: what it adds, with the caps in force)."""
+        record.counted = True
+        self.batch.usage.extend(deltas)
 
 
 Op = Callable[[Unit], Any]
@@ -270,6 +288,12 @@ class Journal:
         self.observers: list[Callable[[Unit, CallRecord, str], None]] = []
         # Called when memory must be rebuilt from the database (after a refused batch).
         self.reloaders: list[Callable[[], None]] = []
+        # Told the usage deltas of every batch committed (calls placed and ended).
+        self.usage_watchers: list[Callable[[list[Delta]], None]] = []
+        # Which new calls of a group refused over a limit go out: (their deltas, now) -> refusal or None each.
+        self.judge: Callable[[list[list[Delta]], datetime], list[Any]] | None = None
+        # The policy's rates of a tenant, for the cost of its calls (set by the wiring).
+        self.rates: Callable[[str], Any] = lambda tenant: ()
         self.healthy = True
         self.batches = 0
         self.turns = Turns(_SLICE_S)
@@ -391,6 +415,8 @@ class Journal:
             error = StoreUnavailable("the database refused the batch")
             outcomes = [(False, error)] * len(pending)
             ids = []
+        else:
+            self._tell_usage(unit.batch)
         self._after_commit(unit, ids)
         for item, (ok, value) in zip(pending, outcomes, strict=True):
             if item.result is not None:
@@ -407,17 +433,20 @@ class Journal:
                     if not opening.result.ready():
                         opening.result.set_exception(exc)
 
-    def _commit_openings(self, group: list[_Opening]) -> None:
+    def _commit_openings(self, group: list[_Opening], judged: int = 0) -> None:
         """Write the group's units as one fresh batch; alone each, if one is refused."""
         batch = Batch()
         for opening in group:
             unit = opening.unit
             unit.batch.calls = [record.row(unit.now) for record in unit.touched.values()]
-            for name in ("calls", "commands", "events", "cdrs", "outbox", "orders"):
+            for name in ("calls", "commands", "events", "cdrs", "outbox", "orders", "usage"):
                 getattr(batch, name).extend(getattr(unit.batch, name))
         try:
             ids = self._write(batch, fresh=True) if not batch.is_empty() else []
         except (IntegrityError, DataError, StatementError) as exc:
+            limit = refused_limit(exc) if isinstance(exc, IntegrityError) else None
+            if limit is not None and self._judged(group, judged, limit):
+                return
             if len(group) > 1:
                 for opening in group:
                     self._commit_openings([opening])
@@ -436,9 +465,46 @@ class Journal:
                 if record.status not in TERMINAL:
                     self.calls[call_id] = record
         self._publish(batch, ids)
+        self._tell_usage(batch)
         for opening in group:
             self._after_commit(opening.unit, [])
             opening.result.set(None)
+
+    def _judged(self, group: list[_Opening], judged: int, limit: str) -> bool:
+        """A group refused over a limit: refuse the calls the fresh counts refuse, write the rest.
+
+        False when it cannot be judged (no judge, or judged too often: the counts move
+        under it), and the calls are to be written alone instead.
+        """
+        if len(group) > 1 and (self.judge is None or judged >= _JUDGED_TRIES):
+            return False
+        if self.judge is None:
+            group[0].result.set_exception(OverLimit(limit))
+            return True
+        verdicts = self.judge([opening.unit.batch.usage for opening in group], utcnow())
+        admitted = []
+        for opening, refusal in zip(group, verdicts, strict=True):
+            if refusal is None:
+                admitted.append(opening)
+            else:
+                opening.result.set_exception(OverLimit(refusal))
+        if admitted and judged >= _JUDGED_TRIES:
+            # Alone, and admitted by fresh counts, yet refused again and again: the counts
+            # race with other nodes; the caller is told to retry in a moment.
+            for opening in admitted:
+                opening.result.set_exception(OverLimit(limit))
+            return True
+        if admitted:
+            self._commit_openings(admitted, judged + 1)
+        return True
+
+    def _tell_usage(self, batch: Batch) -> None:
+        if batch.usage:
+            for watcher in self.usage_watchers:
+                try:
+                    watcher(batch.usage)
+                except Exception:
+                    log.exception("a usage watcher failed")
 
     def _commit(self, unit: Unit) -> list[int]:
         unit.batch.calls = [record.row(unit.now) for record in unit.touched.values()]

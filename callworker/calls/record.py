@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from callworker.calls.states import Status
+from callworker.store.privacy import ERASED_PREFIX, Subject
 
 __all__ = ["CallRecord", "CALL_COLUMNS"]
 
@@ -30,8 +31,17 @@ class CallRecord:
     last_seq: int = 0
     hangup_requested: bool = False
     flashcall_order_id: str | None = None
+    user_id: str | None = None
+    # Counted toward the limits while live (its end gives the slot back).
+    counted: bool = False
+    # Set once, when the call ends and its CDR is stored.
+    cost_cents: int | None = None
+    quality_score: float | None = None
     # Not persisted: whether FreeSWITCH has shown a channel for this call yet.
     channel_seen: bool = False
+    # Not persisted: what privacy.erase erased from this live call; what FreeSWITCH or the
+    # dialplan still say of it (its CDR, hook events) is erased the same way.
+    scrubs: tuple[Subject, ...] = ()
 
     def row(self, now: datetime) -> dict[str, Any]:
         """The ``calls`` table row."""
@@ -47,4 +57,17 @@ class CallRecord:
         return cls(**values)
 
 
-CALL_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(CallRecord) if f.name != "channel_seen")
+    def scrubbed(self, data: Any) -> Any:
+        """``data`` with what was erased from this call erased from it too."""
+        for subject in self.scrubs:
+            data = subject.scrub(data)
+        return data
+
+    def is_erased(self, name: str) -> bool:
+        value = getattr(self, name)
+        return isinstance(value, str) and ERASED_PREFIX in value
+
+
+CALL_COLUMNS: tuple[str, ...] = tuple(
+    f.name for f in fields(CallRecord) if f.name not in ("channel_seen", "scrubs")
+)

@@ -14,13 +14,14 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from callworker.calls.journal import Journal, Unit
 from callworker.calls.record import CallRecord
+from callworker.calls.replies import Delivered, finish, record_new
 from callworker.calls.states import ANSWERED_STATUSES, TERMINAL, Signal, Status
 from callworker.contract import (
     CallGetCommand,
@@ -39,22 +40,22 @@ from callworker.contract import (
     reply_ok,
     utcnow,
 )
-from callworker.errors import AlreadyStored, FreeSwitchError, FreeSwitchNotSent, FreeSwitchUnavailable
+from callworker.errors import (
+    AlreadyStored,
+    FreeSwitchError,
+    FreeSwitchNotSent,
+    FreeSwitchUnavailable,
+    OverLimit,
+)
 from callworker.esl import builders
 from callworker.esl.port import FreeSwitchPort
+from callworker.policy.limits import CallLimits, Refusal, unjudged
 from callworker.store import get_call, list_calls, list_cdrs
+from callworker.store.usage import Delta
 
-__all__ = ["CallService", "Delivered"]
+__all__ = ["CallService", "Delivered", "finish"]  # Delivered and finish: calls/replies.py
 
 log = logging.getLogger("callworker.calls")
-
-
-@dataclass(frozen=True)
-class Delivered:
-    """Where a command's reply goes."""
-
-    reply_to: str | None
-    correlation_id: str | None
 
 
 class CallService:
@@ -68,8 +69,11 @@ class CallService:
         gateways: tuple[str, ...],
         default_gateway: str,
         dial_retry_s: float = 10.0,
+        limits: CallLimits | None = None,
     ) -> None:
         self._journal = journal
+        # Without limits (tests of other parts), calls are neither checked nor counted.
+        self._limits = limits
         self._port = port
         self._engine = engine
         self._node = node
@@ -142,22 +146,7 @@ class CallService:
         then: Callable[[Unit], None] | None = None,
     ) -> dict[str, Any]:
         """Commit the command record, its reply, and ``then``'s changes in one batch."""
-
-        def op(unit: Unit) -> dict[str, Any]:
-            if then is not None:
-                then(unit)
-            unit.save_command(
-                tenant=command.tenant,
-                command_id=command.command_id,
-                command_type=command.type,
-                status="done",
-                reply=reply,
-                call_id=call_id,
-            )
-            unit.reply(to.reply_to, to.correlation_id, reply)
-            return reply
-
-        return self._journal.run(op)
+        return finish(self._journal, command, to, reply, call_id=call_id, then=then)
 
     def _error(self, command: Command, code: ErrorCode, message: str, **details: Any) -> ContractError:
         return ContractError(code, message, details=details, command_id=command.command_id, command_type=command.type)
@@ -217,19 +206,42 @@ class CallService:
             privacy=command.privacy,
             variables={"callworker_tenant": command.tenant},
         )
+        now = utcnow()
+        refusal = self._limits.check(command.tenant, command.user_id, now) if self._limits else None
+        if refusal is not None:
+            return self.refuse_placing(command, to, refusal)
         if not self._port.connected:
             raise FreeSwitchUnavailable("FreeSWITCH is not connected")
         reply = reply_ok(command.command_id, command.type, {"call_id": call_id, "status": "initiated"})
+        usage = self._limits.placing(command.tenant, command.user_id, now) if self._limits else []
         self.dialling.add(call_id)
         try:
             # The reply is committed with the call and published at once: "initiated"
             # means accepted and recorded, whatever the dial does next, and a redelivered
             # command finds it and dials nothing, so it need not wait for FreeSWITCH.
-            # Refused (AlreadyStored) if the command or the call id is stored already.
-            self._journal.open(self._open_call_op(command, to, call_id, reply))
+            # Refused (AlreadyStored) if the command or the call id is stored already,
+            # (OverLimit) if the call would take a count over a limit: nothing is dialled.
+            try:
+                self._journal.open(self._open_call_op(command, to, call_id, reply, now, usage))
+            except OverLimit as over:
+                return self.refuse_placing(command, to, over.refusal)
             self._dial(call_id, dial)
         finally:
             self.dialling.discard(call_id)
+        return reply
+
+    def refuse_placing(self, command: Command, to: Delivered, refusal: Refusal | str | None) -> dict[str, Any]:
+        """Answer a call refused by a limit or a permission, and record that answer as new.
+
+        If the command was executed elsewhere meanwhile, its first reply stays and
+        this raises AlreadyStored (the intake then answers with that one).
+        """
+        if not isinstance(refusal, Refusal):
+            refusal = unjudged(refusal)
+        error = self._error(command, refusal.code, refusal.message, **refusal.details())
+        reply = record_new(self._journal, command, to, reply_error(error))
+        log.debug("command %s refused: %s %s of the %s", command.command_id, refusal.code.value, refusal.limit,
+                  refusal.scope)
         return reply
 
     def _dial(self, call_id: str, dial: str) -> None:
@@ -254,9 +266,9 @@ class CallService:
                 return
 
     def _open_call_op(
-        self, command: OriginateCommand, to: Delivered, call_id: str, reply: dict[str, Any]
+        self, command: OriginateCommand, to: Delivered, call_id: str, reply: dict[str, Any],
+        now: datetime, usage: list[Delta],
     ) -> Callable[[Unit], None]:
-        now = utcnow()
         record = CallRecord(
             call_id=call_id,
             tenant=command.tenant,
@@ -267,12 +279,15 @@ class CallService:
             destination_number=command.destination_number,
             caller_id_number=command.caller_id_number,
             caller_id_name=command.caller_id_name,
+            user_id=command.user_id,
         )
 
         def op(unit: Unit) -> None:
             if unit.call(call_id) is not None:
                 raise AlreadyStored("the call id is held already")
             unit.open_call(record)
+            if usage:
+                unit.count(record, usage)
             unit.save_command(
                 tenant=command.tenant,
                 command_id=command.command_id,
@@ -280,6 +295,7 @@ class CallService:
                 status="done",
                 reply=reply,
                 call_id=call_id,
+                user_id=command.user_id,
             )
             unit.emit(record, "call.initiated", now, call_snapshot(record, now=now))
             unit.reply(to.reply_to, to.correlation_id, reply)
@@ -337,6 +353,7 @@ class CallService:
                 status="done",
                 reply=reply,
                 call_id=record.call_id,
+                user_id=command.user_id,
             )
             unit.reply(to.reply_to, to.correlation_id, reply)
             return reply
@@ -365,6 +382,7 @@ class CallService:
             status=str(command.status) if command.status else None,
             limit=command.limit,
             offset=command.offset,
+            user_id=command.user_id,
         )
         result = {
             "calls": [call_snapshot(row) for row in rows],
@@ -381,6 +399,7 @@ class CallService:
             to=command.to,
             limit=command.limit,
             offset=command.offset,
+            user_id=command.user_id,
         )
         result = {
             "cdrs": [cdr_data(row) for row in rows],

@@ -38,6 +38,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     worker = Worker(load_settings())
     worker.start()
+    # SIGHUP: read the policy file again (it is also read when it changes).
+    gevent.signal_handler(signal.SIGHUP, worker.policy.reload_file)
     _freeze_what_start_built()
     _wait_for_signal()
     worker.stop()

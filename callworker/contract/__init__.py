@@ -2,6 +2,7 @@
 
 from .commands import (
     COMMAND_TYPES,
+    CallEventsCommand,
     CallGetCommand,
     CallListCommand,
     CdrListCommand,
@@ -12,6 +13,8 @@ from .commands import (
     HoldCommand,
     MuteCommand,
     OriginateCommand,
+    PrivacyEraseCommand,
+    PrivacyExportCommand,
 )
 from .common import (
     CALLER_ID_NAME_RE,
@@ -60,6 +63,7 @@ __all__ = [
     "TERMINAL_EVENT_TYPES",
     "TERMINAL_STATUSES",
     "UUID_RE",
+    "CallEventsCommand",
     "CallGetCommand",
     "CallListCommand",
     "CallStatus",
@@ -74,6 +78,8 @@ __all__ = [
     "HoldCommand",
     "MuteCommand",
     "OriginateCommand",
+    "PrivacyEraseCommand",
+    "PrivacyExportCommand",
     "call_snapshot",
     "cdr_data",
     "decode_command",

@@ -13,7 +13,8 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from .common import (
     CALLER_ID_NAME_RE,
@@ -22,12 +23,14 @@ from .common import (
     HANGUP_CAUSES,
     PHONE_RE,
     TENANT_RE,
+    USER_ID_RE,
     CallStatus,
     normalize_uuid,
 )
 
 __all__ = [
     "COMMAND_TYPES",
+    "CallEventsCommand",
     "CallGetCommand",
     "CallListCommand",
     "CdrListCommand",
@@ -38,8 +41,14 @@ __all__ = [
     "HoldCommand",
     "MuteCommand",
     "OriginateCommand",
+    "PrivacyEraseCommand",
+    "PrivacyExportCommand",
+    "Tenant",
+    "UserId",
 ]
 
+# The error type of "give exactly one of these fields".
+ONE_OF = "one_of"
 _CODE_RE = re.compile(r"\A[0-9]{1,12}\Z")
 _VERIFY_CODE_RE = re.compile(r"\A[0-9]{1,32}\Z")
 _MAX_TIMESTAMP_CHARS = 64
@@ -116,6 +125,9 @@ Tenant = Annotated[
     str, Field(strict=True), _matching(TENANT_RE, "a tenant name matching [a-z0-9][a-z0-9_-]{0,62}")
 ]
 Timestamp = Annotated[datetime | None, BeforeValidator(_timestamp)]
+UserId = Annotated[
+    str, Field(strict=True), _matching(USER_ID_RE, "a user id: 1 to 64 of [A-Za-z0-9._@-]")
+]
 
 
 class Command(BaseModel):
@@ -126,12 +138,18 @@ class Command(BaseModel):
     )
 
     TYPE: ClassVar[str] = ""
+    # Admin commands run under the reserved tenant "admin" only; their body's
+    # "tenant" names the tenant they act on (field ``target``).
+    ADMIN: ClassVar[bool] = False
 
     v: Annotated[Literal[1], BeforeValidator(_version)]
     command_id: Uuid
     type: StrictStr
     expires_at: Timestamp = None
     tenant: Tenant
+    # The tenant's own user who asked: stored with what the command creates, counted
+    # toward that user's limits.
+    user_id: UserId | None = None
 
 
 class OriginateCommand(Command):
@@ -184,7 +202,7 @@ class CallGetCommand(Command):
 
 
 class CallListCommand(Command):
-    """List calls, newest first; ``from``/``to`` bound ``initiated_at``."""
+    """List calls, newest first; ``from``/``to`` bound ``initiated_at``; ``user_id`` filters."""
 
     TYPE: ClassVar[str] = "call.list"
     type: Literal["call.list"] = "call.list"
@@ -196,7 +214,7 @@ class CallListCommand(Command):
 
 
 class CdrListCommand(Command):
-    """List call detail records, newest first; ``from``/``to`` bound ``start_stamp``."""
+    """List call detail records, newest first; ``from``/``to`` bound ``start_stamp``; ``user_id`` filters."""
 
     TYPE: ClassVar[str] = "cdr.list"
     type: Literal["cdr.list"] = "cdr.list"
@@ -204,6 +222,52 @@ class CdrListCommand(Command):
     to: Timestamp = None
     limit: Annotated[int, Field(strict=True, ge=1, le=1000)] = 100
     offset: Annotated[int, Field(strict=True, ge=0)] = 0
+
+
+class CallEventsCommand(Command):
+    """The stored events of a call (``call_id``) or flash-call order (``order_id``) from ``from_seq``."""
+
+    TYPE: ClassVar[str] = "call.events"
+    type: Literal["call.events"] = "call.events"
+    call_id: Uuid | None = None
+    order_id: Uuid | None = Field(default=None, validate_default=True)
+    from_seq: Annotated[int, Field(strict=True, ge=1)] = 1
+    limit: Annotated[int, Field(strict=True, ge=1, le=1000)] = 500
+
+    @field_validator("order_id")
+    @classmethod
+    def _one_subject(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if "call_id" in info.data and (value is None) == (info.data["call_id"] is None):
+            raise ValueError("give either call_id or order_id")
+        return value
+
+
+class _PrivacyCommand(Command):
+    """A subject: ``phone_number`` or ``user_id`` (exactly one)."""
+
+    phone_number: Phone | None = Field(default=None, validate_default=True)
+
+    @field_validator("phone_number")
+    @classmethod
+    def _one_subject(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if "user_id" in info.data and (value is None) == (info.data["user_id"] is None):
+            # Its own error type: a missing subject is not an invalid phone number.
+            raise PydanticCustomError(ONE_OF, "give either phone_number or user_id")
+        return value
+
+
+class PrivacyExportCommand(_PrivacyCommand):
+    """Everything of the tenant that names a phone number or a user."""
+
+    TYPE: ClassVar[str] = "privacy.export"
+    type: Literal["privacy.export"] = "privacy.export"
+
+
+class PrivacyEraseCommand(_PrivacyCommand):
+    """Replace a phone number or a user id everywhere the tenant's rows hold it."""
+
+    TYPE: ClassVar[str] = "privacy.erase"
+    type: Literal["privacy.erase"] = "privacy.erase"
 
 
 class FlashcallCreateCommand(Command):
@@ -235,6 +299,9 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         CallGetCommand,
         CallListCommand,
         CdrListCommand,
+        CallEventsCommand,
+        PrivacyExportCommand,
+        PrivacyEraseCommand,
         FlashcallCreateCommand,
         FlashcallVerifyCommand,
     )

@@ -21,6 +21,7 @@ __all__ = [
     "PHONE_RE",
     "TENANT_RE",
     "TERMINAL_STATUSES",
+    "USER_ID_RE",
     "UUID_RE",
     "CallStatus",
     "ContractError",
@@ -45,6 +46,7 @@ class ErrorCode(StrEnum):
     CALL_NOT_FOUND = "CALL_NOT_FOUND"
     CALL_NOT_ACTIVE = "CALL_NOT_ACTIVE"
     RATE_LIMITED = "RATE_LIMITED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
     FREESWITCH_ERROR = "FREESWITCH_ERROR"
     ORDER_NOT_FOUND = "ORDER_NOT_FOUND"
     ORDER_EXPIRED = "ORDER_EXPIRED"
@@ -124,6 +126,7 @@ TENANT_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,62}\Z")
 PHONE_RE = re.compile(r"\A\+?[0-9]{3,15}\Z")
 FLASHCALL_PHONE_RE = re.compile(r"\A\+?[0-9]{10,15}\Z")
 CALLER_ID_NAME_RE = re.compile(r"\A[A-Za-z0-9 ._-]{1,64}\Z")
+USER_ID_RE = re.compile(r"\A[A-Za-z0-9._@-]{1,64}\Z")
 GATEWAY_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 UUID_RE = re.compile(
     r"\A[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\Z"

@@ -17,12 +17,16 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from .commands import COMMAND_TYPES, Command
+from .commands import COMMAND_TYPES, ONE_OF, Command
 from .common import MAX_BODY_BYTES, TENANT_RE, ContractError, ErrorCode, normalize_uuid
+from .policy import ADMIN_COMMAND_TYPES, ADMIN_TENANT
 
 __all__ = ["decode_command", "is_expired"]
 
-PHONE_FIELDS = frozenset({"destination_number", "caller_id_number", "phone"})
+PHONE_FIELDS = frozenset({"destination_number", "caller_id_number", "phone", "phone_number"})
+ALL_COMMAND_TYPES: dict[str, type[Command]] = {**COMMAND_TYPES, **ADMIN_COMMAND_TYPES}
+# An admin command's body names the tenant it acts on as "tenant"; the model calls it this.
+_TARGET = "target"
 
 # A body "type" is echoed in the reply only when it looks like a type name: anything
 # else (a newline, 60 KiB of text) is not worth repeating back.
@@ -47,8 +51,9 @@ def decode_command(routing_key: str, body: bytes) -> Command:
             "routing key must be <tenant>.<type> with a tenant matching [a-z0-9][a-z0-9_-]{0,62}",
             "routing_key",
         )
-    model = COMMAND_TYPES.get(route_type)
-    if model is None:
+    model = ALL_COMMAND_TYPES.get(route_type)
+    # Admin commands exist for the reserved tenant only, and it runs nothing else.
+    if model is None or model.ADMIN != (tenant == ADMIN_TENANT):
         fail(ErrorCode.UNKNOWN_COMMAND, "the routing key names no known command", "routing_key")
     version = obj.get("v")
     if type(version) is not int or version != 1:
@@ -125,7 +130,10 @@ def _validate(
     data = dict(obj)
     # The tenant is the routing key's; field names that have a wire alias (from_) are
     # only accepted under the alias.
-    data.pop("tenant", None)
+    body_tenant = data.pop("tenant", None)
+    data.pop(_TARGET, None)
+    if model.ADMIN and body_tenant is not None:
+        data[_TARGET] = body_tenant
     for name, field in model.model_fields.items():
         if field.alias is not None and field.alias != name:
             data.pop(name, None)
@@ -140,11 +148,14 @@ def _from_validation(
     exc: ValidationError, command_id: str, command_type: str | None
 ) -> ContractError:
     raw = exc.errors(include_url=False, include_input=False, include_context=False)
+    for err in raw:
+        if err["loc"] and err["loc"][0] == _TARGET:
+            err["loc"] = ("tenant", *err["loc"][1:])
     errors = [{"field": _dotted(err["loc"]), "message": _message(err)} for err in raw]
     first = raw[0]
     field = errors[0]["field"]
     is_phone = bool(first["loc"]) and first["loc"][0] in PHONE_FIELDS
-    if is_phone and first["type"] != "missing":
+    if is_phone and first["type"] not in ("missing", ONE_OF):
         code = ErrorCode.INVALID_PHONE_NUMBER
     else:
         code = ErrorCode.VALIDATION_ERROR

@@ -66,6 +66,9 @@ CALL_SNAPSHOT_FIELDS: tuple[str, ...] = (
     "ended_at",
     "duration_seconds",
     "hangup_cause",
+    "user_id",
+    "cost_cents",
+    "quality_score",
 )
 
 CDR_FIELDS: tuple[str, ...] = (
@@ -91,6 +94,9 @@ CDR_FIELDS: tuple[str, ...] = (
     "missed_call",
     "node",
     "flashcall_order_id",
+    "user_id",
+    "cost_cents",
+    "quality_score",
 )
 
 _HOOK_NAME_RE = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")

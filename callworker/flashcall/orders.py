@@ -95,6 +95,7 @@ class Order:
     last_seq: int = 0
     supersedes: str | None = None
     closed_at: datetime | None = None
+    user_id: str | None = None
 
     @property
     def cid_mask(self) -> str:

@@ -33,7 +33,7 @@ def commit_reply(
     """Inside an operation: the command record, and the reply queued with the batch."""
     unit.save_command(
         tenant=command.tenant, command_id=command.command_id, command_type=command.type,
-        status=status, reply=reply, call_id=call_id,
+        status=status, reply=reply, call_id=call_id, user_id=command.user_id,
     )
     unit.reply(to.reply_to, to.correlation_id, reply)
 

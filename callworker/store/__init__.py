@@ -29,6 +29,7 @@ from callworker.store.queries import (
     live_calls_by_id,
     lookup_command,
     pending_outbox,
+    subject_events,
 )
 from callworker.store.writes import Batch, batch_stored, delete_outbox, write_batch
 
@@ -62,6 +63,7 @@ __all__ = [
     "order_history",
     "pending_outbox",
     "ping",
+    "subject_events",
     "utcnow",
     "write_batch",
 ]

@@ -39,7 +39,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import StatementError
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from callworker.store.models import CALLS, CDRS, COMMANDS, EVENTS, OUTBOX
+from callworker.store.models import CALLS, CDRS, COMMANDS, EVENTS, OUTBOX, USAGE
+from callworker.store.usage import WINDOW_S
 
 __all__ = ["write_rows", "uniform"]
 
@@ -185,6 +186,35 @@ def uniform(rows: Sequence[dict[str, Any]]) -> bool:
     return all(row.keys() == first for row in rows)
 
 
+# The limits' counts (store/usage.py): each delta added to the stored row, its ring
+# merged slot by slot, under the check constraints that refuse a count over its cap.
+# The rows are locked in key order, as every batch does, so two never deadlock.
+_USAGE_COLUMNS = (
+    "tenant, user_id, live, day, day_used, minute_used, ring_sec, ring_cnt, minute_cap, day_cap, live_cap, updated_at"
+)
+# The ring is merged slot by slot in one pass (a slot given no call keeps what it held; a
+# slot of the same second, or a later one from a clock ahead, adds; else it is replaced),
+# and the minute counted over the merged ring, up to the newest second the delta placed.
+_USAGE_SQL = f"""INSERT INTO policy_usage AS u ({_USAGE_COLUMNS})
+SELECT {_USAGE_COLUMNS} FROM json_populate_recordset(NULL::policy_usage, %(usage)s::json) AS rows_
+ORDER BY tenant, user_id
+ON CONFLICT (tenant, user_id) DO UPDATE SET
+ live = GREATEST(u.live + excluded.live, 0),
+ day = GREATEST(u.day, excluded.day),
+ day_used = CASE WHEN excluded.day > u.day THEN excluded.day_used ELSE u.day_used + excluded.day_used END,
+ (ring_sec, ring_cnt, minute_used) = (
+   SELECT array_agg(m.ns ORDER BY m.i), array_agg(m.nc ORDER BY m.i),
+          CASE WHEN excluded.minute_used = 0 THEN u.minute_used
+               ELSE coalesce(sum(m.nc) FILTER (WHERE m.ns > m.latest - {WINDOW_S}), 0) END
+   FROM (SELECT r.i,
+                CASE WHEN r.ec = 0 THEN r.os ELSE GREATEST(r.os, r.es) END AS ns,
+                CASE WHEN r.ec = 0 THEN r.oc WHEN r.os >= r.es THEN r.oc + r.ec ELSE r.ec END AS nc,
+                max(CASE WHEN r.ec > 0 THEN r.es END) OVER () AS latest
+         FROM unnest(u.ring_sec, u.ring_cnt, excluded.ring_sec, excluded.ring_cnt)
+              WITH ORDINALITY AS r(os, oc, es, ec, i)) AS m),
+ minute_cap = excluded.minute_cap, day_cap = excluded.day_cap, live_cap = excluded.live_cap,
+ updated_at = excluded.updated_at"""  # noqa: S608 - built of constants only
+
 # The tables written by common table expressions, in this order: (name, table, upsert).
 _PLAN = (
     ("calls", CALLS, True),
@@ -210,6 +240,9 @@ def _statement(shape: _Shape) -> str:
     upserts = {name: (table, upsert) for name, table, upsert in _PLAN}
     ctes = []
     for name, columns in tables:
+        if name == "usage":
+            ctes.append(f"usage_ AS ({_USAGE_SQL})")
+            continue
         table, upsert = upserts[name]
         ctes.append(f"{name}_ AS ({_table_write(name, table, columns, upsert, fresh).insert(name)})")
     if outbox_columns:
@@ -229,10 +262,12 @@ def _statement(shape: _Shape) -> str:
 def write_rows(conn: Connection, tables: dict[str, list[dict[str, Any]]], *, fresh: bool = False) -> list[int]:
     """Write calls, commands, events, CDRs and outbox rows in one statement.
 
-    ``tables`` maps "calls", "commands", "events", "cdrs", "outbox" to their rows
+    ``tables`` maps "calls", "commands", "events", "cdrs", "usage", "outbox" to their rows
     (empty lists are skipped), the rows of each table naming the same columns
-    (see `uniform`); returns the new outbox ids in the order given. ``fresh``:
-    the calls and commands are new, and one already stored raises IntegrityError.
+    (see `uniform`; usage rows folded, one per key: ``usage.fold_rows``); returns
+    the new outbox ids in the order given. ``fresh``: the calls and commands are
+    new, and one already stored raises IntegrityError. A usage count taken over
+    its cap raises IntegrityError too (``usage.is_over_limit`` tells which).
     """
     try:
         present, params = _parameters(conn.dialect, tables, fresh)
@@ -264,6 +299,11 @@ def _parameters(
         columns = _columns(table, rows)
         present.append((name, columns))
         params.update(_table_write(name, table, columns, upsert, fresh).params(name, rows, dialect))
+    usage = tables.get("usage") or []
+    if usage:
+        columns = _columns(USAGE, usage)
+        present.append(("usage", columns))
+        params.update(_write(USAGE, columns, False).params("usage", usage, dialect))
     outbox = tables.get("outbox") or []
     if outbox:
         params.update(_write(OUTBOX, _columns(OUTBOX, outbox), False).params("outbox", outbox, dialect))

@@ -1,5 +1,5 @@
 """The tables of callworker: calls, their events, CDRs, command records, the outbox,
-and flash-call orders.
+flash-call orders, and what the policy keeps (overrides, usage counts, erasures).
 
 Every timestamp is stored as UTC and read back as an aware UTC datetime, on SQLite
 as on PostgreSQL (see `UTCDateTime`). The migrations in
@@ -12,9 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     Index,
@@ -39,6 +41,9 @@ __all__ = [
     "CommandRecord",
     "FlashcallOrder",
     "OutboxMessage",
+    "PolicyOverride",
+    "PolicyUsage",
+    "PrivacyErasure",
     "UTCDateTime",
     "metadata",
     "CALLS",
@@ -47,9 +52,16 @@ __all__ = [
     "COMMANDS",
     "OUTBOX",
     "FLASHCALL_ORDERS",
+    "OVERRIDES",
+    "USAGE",
+    "ERASURES",
+    "USER_ID_LENGTH",
     "utcnow",
     "TERMINAL_STATUSES",
 ]
+
+# A user id (CONTRACT section 3: up to 64 characters) or its erased form.
+USER_ID_LENGTH = 64
 
 # Statuses after which a call never changes again (CONTRACT section 5).
 TERMINAL_STATUSES = ("completed", "failed", "cancelled")
@@ -111,6 +123,9 @@ class Call(Base):
     __table_args__ = (
         Index("ix_calls_tenant_initiated_at", "tenant", "initiated_at"),
         Index("ix_calls_node_status", "node", "status"),
+        Index("ix_calls_tenant_user_id_initiated_at", "tenant", "user_id", "initiated_at"),
+        # Retention finds old calls by it.
+        Index("ix_calls_initiated_at", "initiated_at"),
     )
 
     call_id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -132,6 +147,11 @@ class Call(Base):
         Boolean, default=False, server_default=false()
     )
     flashcall_order_id: Mapped[str | None] = mapped_column(String(36))
+    user_id: Mapped[str | None] = mapped_column(String(USER_ID_LENGTH))
+    cost_cents: Mapped[int | None] = mapped_column(Integer)
+    quality_score: Mapped[float | None] = mapped_column(Float)
+    # Counted in policy_usage while live: its end gives the slot back.
+    counted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -155,7 +175,10 @@ class Cdr(Base):
     """The call detail record of one leg, stored once (CONTRACT section 5)."""
 
     __tablename__ = "cdrs"
-    __table_args__ = (Index("ix_cdrs_tenant_start_stamp", "tenant", "start_stamp"),)
+    __table_args__ = (
+        Index("ix_cdrs_tenant_start_stamp", "tenant", "start_stamp"),
+        Index("ix_cdrs_tenant_user_id_start_stamp", "tenant", "user_id", "start_stamp"),
+    )
 
     call_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(63))
@@ -180,6 +203,9 @@ class Cdr(Base):
     node: Mapped[str] = mapped_column(String(255))
     flashcall_order_id: Mapped[str | None] = mapped_column(String(36))
     reconstructed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    user_id: Mapped[str | None] = mapped_column(String(USER_ID_LENGTH))
+    cost_cents: Mapped[int | None] = mapped_column(Integer)
+    quality_score: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -187,6 +213,8 @@ class CommandRecord(Base):
     """A command seen within a tenant: the idempotency key and the reply sent for it."""
 
     __tablename__ = "commands"
+    # Retention deletes command records after 7 days by it.
+    __table_args__ = (Index("ix_commands_created_at", "created_at"),)
 
     tenant: Mapped[str] = mapped_column(String(63), primary_key=True)
     command_id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -194,6 +222,7 @@ class CommandRecord(Base):
     status: Mapped[str] = mapped_column(String(16))
     reply: Mapped[dict[str, Any] | None]
     call_id: Mapped[str | None] = mapped_column(String(36))
+    user_id: Mapped[str | None] = mapped_column(String(USER_ID_LENGTH))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -234,14 +263,16 @@ class FlashcallOrder(Base):
         ),
         Index("ix_flashcall_orders_tenant_created_at", "tenant", "created_at"),
         Index("ix_flashcall_orders_node_status", "node", "status"),
+        Index("ix_flashcall_orders_created_at", "created_at"),
     )
 
     order_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(63))
     node: Mapped[str] = mapped_column(String(255))
-    phone: Mapped[str] = mapped_column(String(16))
+    # Room for an erased phone ("erased:" and a keyed hash).
+    phone: Mapped[str] = mapped_column(String(32))
     # The phone's digits without '+': the key of supersede and of the per-phone limits.
-    phone_key: Mapped[str] = mapped_column(String(15))
+    phone_key: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))
     code_hmac: Mapped[str] = mapped_column(String(64))
     code_len: Mapped[int] = mapped_column(Integer)
@@ -256,7 +287,76 @@ class FlashcallOrder(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
+    user_id: Mapped[str | None] = mapped_column(String(USER_ID_LENGTH))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PolicyOverride(Base):
+    """Policy values set by ``admin.policy.set``; they win over the policy file's.
+
+    ``user_id`` is empty for the tenant's own values.
+    """
+
+    __tablename__ = "policy_overrides"
+
+    tenant: Mapped[str] = mapped_column(String(63), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(USER_ID_LENGTH), primary_key=True)
+    settings: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def _ring(element: Any) -> Any:
+    # PostgreSQL updates the ring in SQL (an array); SQLite keeps it as JSON text.
+    return ARRAY(element).with_variant(JSON(), "sqlite")
+
+
+class PolicyUsage(Base):
+    """What the limits count for a tenant (``user_id`` empty) or one of its users.
+
+    Calls not yet ended (``live``), calls of the UTC day ``day`` (days since the
+    epoch), and a ring of per-second counts over the last 60 seconds: slot
+    ``s % 60`` holds second ``s`` (``ring_sec``) and its calls (``ring_cnt``).
+    The caps are those of the last call placed; a check constraint refuses a
+    write that takes a count over its cap, which is what refuses a call over a
+    limit on every node at once (see ``store/usage.py``).
+    """
+
+    __tablename__ = "policy_usage"
+    __table_args__ = (
+        CheckConstraint("minute_cap IS NULL OR minute_used <= minute_cap", name="ck_policy_usage_minute"),
+        CheckConstraint("day_cap IS NULL OR day_used <= day_cap", name="ck_policy_usage_day"),
+        CheckConstraint("live_cap IS NULL OR live <= live_cap", name="ck_policy_usage_live"),
+    )
+
+    tenant: Mapped[str] = mapped_column(String(63), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(USER_ID_LENGTH), primary_key=True)
+    live: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    day: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    day_used: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    minute_used: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    ring_sec: Mapped[list[int]] = mapped_column(_ring(BigInteger()))
+    ring_cnt: Mapped[list[int]] = mapped_column(_ring(Integer()))
+    minute_cap: Mapped[int | None] = mapped_column(Integer)
+    day_cap: Mapped[int | None] = mapped_column(Integer)
+    live_cap: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PrivacyErasure(Base):
+    """One ``privacy.erase``: only the erased value (``erased:<keyed hash>``), never the clear one.
+
+    Every node reads new rows to erase the value from the calls it holds in memory.
+    """
+
+    __tablename__ = "privacy_erasures"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    tenant: Mapped[str] = mapped_column(String(63))
+    token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 # The Core tables, for the statements of writes.py and queries.py.
@@ -266,3 +366,6 @@ CDRS: Table = Cdr.__table__  # type: ignore[assignment]
 COMMANDS: Table = CommandRecord.__table__  # type: ignore[assignment]
 OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]
 FLASHCALL_ORDERS: Table = FlashcallOrder.__table__  # type: ignore[assignment]
+OVERRIDES: Table = PolicyOverride.__table__  # type: ignore[assignment]
+USAGE: Table = PolicyUsage.__table__  # type: ignore[assignment]
+ERASURES: Table = PrivacyErasure.__table__  # type: ignore[assignment]

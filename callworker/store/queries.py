@@ -27,6 +27,7 @@ __all__ = [
     "list_cdrs",
     "live_calls",
     "call_events",
+    "subject_events",
     "get_cdr",
     "pending_outbox",
 ]
@@ -142,11 +143,14 @@ def list_calls(
     status: str | None,
     limit: int,
     offset: int,
+    user_id: str | None = None,
 ) -> tuple[list[Row], int]:
     """The tenant's calls newest first by initiated_at, and the total count of the filter."""
     where = [CALLS.c.tenant == tenant, *_bounds(CALLS.c.initiated_at, from_, to)]
     if status is not None:
         where.append(CALLS.c.status == status)
+    if user_id is not None:
+        where.append(CALLS.c.user_id == user_id)
     order = (CALLS.c.initiated_at.desc().nulls_last(), CALLS.c.call_id.desc())
     return _page(engine, CALLS, where, order, limit, offset)
 
@@ -160,9 +164,12 @@ def list_cdrs(
     to: datetime | None,
     limit: int,
     offset: int,
+    user_id: str | None = None,
 ) -> tuple[list[Row], int]:
     """The tenant's CDRs newest first by start_stamp, and the total count of the filter."""
     where = [CDRS.c.tenant == tenant, *_bounds(CDRS.c.start_stamp, from_, to)]
+    if user_id is not None:
+        where.append(CDRS.c.user_id == user_id)
     order = (CDRS.c.start_stamp.desc().nulls_last(), CDRS.c.call_id.desc())
     return _page(engine, CDRS, where, order, limit, offset)
 
@@ -182,6 +189,18 @@ def live_calls(engine: Engine, node: str) -> list[Row]:
 def call_events(engine: Engine, call_id: str) -> list[Row]:
     """The stored events of a call (or flash-call order) in seq order."""
     return fetch_all(engine, select(EVENTS).where(EVENTS.c.call_id == call_id).order_by(EVENTS.c.seq))
+
+
+@guarded
+def subject_events(engine: Engine, tenant: str, subject_id: str, from_seq: int, limit: int) -> list[Row]:
+    """The tenant's stored events of a call or order from ``from_seq`` on, in seq order."""
+    stmt = (
+        select(EVENTS.c.seq, EVENTS.c.type, EVENTS.c.body)
+        .where(EVENTS.c.call_id == subject_id, EVENTS.c.tenant == tenant, EVENTS.c.seq >= from_seq)
+        .order_by(EVENTS.c.seq)
+        .limit(limit)
+    )
+    return fetch_all(engine, stmt)
 
 
 @guarded

@@ -25,7 +25,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from callworker.store import bulk
 from callworker.store.db import autocommit, guarded
-from callworker.store.models import CALLS, CDRS, COMMANDS, EVENTS, FLASHCALL_ORDERS, OUTBOX
+from callworker.store.models import CALLS, CDRS, COMMANDS, EVENTS, FLASHCALL_ORDERS, OUTBOX, utcnow
+from callworker.store.usage import Delta, fold, write_usage_sqlite
 
 __all__ = ["Batch", "write_batch", "batch_stored", "delete_outbox"]
 
@@ -45,10 +46,13 @@ class Batch:
     commands: list[dict[str, Any]] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
     orders: list[dict[str, Any]] = field(default_factory=list)
+    # What the batch adds to the limits' counts (store/usage.py): calls placed, and ended.
+    usage: list[Delta] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not (
             self.calls or self.events or self.cdrs or self.commands or self.outbox or self.orders
+            or self.usage
         )
 
 
@@ -133,6 +137,7 @@ def _bulk_tables(batch: Batch) -> dict[str, list[dict[str, Any]]] | None:
         "commands": batch.commands,
         "events": batch.events,
         "cdrs": batch.cdrs,
+        "usage": fold(batch.usage, utcnow()),
         "outbox": batch.outbox,
     }
     return tables if all(bulk.uniform(rows) for rows in tables.values()) else None
@@ -160,6 +165,9 @@ def write_batch(engine: Engine, batch: Batch, *, fresh: bool = False) -> list[in
     upserted, so one whose call_id or (tenant, command_id) is stored already, or
     being stored by another transaction, refuses the whole batch with
     IntegrityError: the write itself is the idempotency check.
+
+    ``usage`` deltas are added to the limits' counts; one taken over its cap
+    refuses the whole batch with IntegrityError (``usage.is_over_limit``).
     """
     if batch.is_empty():
         return []
@@ -187,6 +195,8 @@ def write_batch(engine: Engine, batch: Batch, *, fresh: bool = False) -> list[in
             stmt = _insert_ignore(conn.dialect.name, CDRS)
             for _keys, run in _runs(batch.cdrs):
                 conn.execute(stmt, run)
+        # After the writes above: the transaction holds SQLite's write lock.
+        write_usage_sqlite(conn, batch.usage, utcnow(), _upsert_rows)
         return _insert_outbox(conn, batch.outbox) if batch.outbox else []
 
 

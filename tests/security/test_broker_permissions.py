@@ -198,3 +198,31 @@ def test_a_tenant_user_cannot_reach_around_the_worker(broker: Broker) -> None:
         channel.queue_bind("acme.dashboard", EVENTS_EXCHANGE, "acme.call.#")
     finally:
         connection.close()
+
+
+def test_only_the_operators_user_publishes_admin_commands(broker: Broker) -> None:
+    """The operator's user is a tenant user of the reserved tenant ``admin``: the same commands."""
+    operator = f"ops-{uuid.uuid4().hex[:8]}"
+    password = f"pw{secrets.token_urlsafe(18)}"
+    for command in tenant_user_commands(broker.vhost, operator, password, "admin"):
+        rabbitmqctl(*command)
+    try:
+        tenant = broker.connect()
+        try:
+            for key in ("admin.policy.set", "admin.policy.get", "admin.stats.get"):
+                refused(tenant, publish(key))
+        finally:
+            tenant.close()
+        ops = broker.connect(operator, password)
+        try:
+            channel = ops.channel()
+            channel.confirm_delivery()
+            channel.basic_publish(COMMANDS_EXCHANGE, "admin.policy.get", b'{"v": 1}')
+            for key in ("acme.originate", "acme.policy.set", "adminx.policy.get"):
+                refused(ops, publish(key))
+            refused(ops, bind_events("acme.#"))  # nor does it read a tenant's events
+        finally:
+            ops.close()
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_user", operator], check=False, capture_output=True, timeout=60)
+    assert _commands_queued(broker) == ["admin.policy.get"]

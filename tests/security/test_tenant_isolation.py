@@ -195,3 +195,49 @@ def test_a_routing_key_header_does_not_lend_another_tenant(
         assert reply["ok"] is False and reply["error"]["code"] == "CALL_NOT_FOUND", reply
     assert send(probe, tenant, "call.get", call_id=live)["result"]["status"] == "answered"
     assert not any(line.startswith(f"api uuid_kill {live}") for line in simulator.received_commands())
+
+
+def test_b_cannot_replay_a_events(
+    worker: Worker, probe: Probe, tenant: str, intruder: tuple[str, Probe], a_calls: dict[str, str],
+) -> None:
+    b, b_probe = intruder
+    never = str(uuid.uuid4())
+    baseline = send(b_probe, b, "call.events", call_id=never)
+    assert baseline["error"]["code"] == "CALL_NOT_FOUND"
+    for call_id in a_calls.values():
+        assert send(probe, tenant, "call.events", call_id=call_id)["result"]["events"]  # A's own: there
+        reply = send(b_probe, b, "call.events", call_id=call_id)
+        assert anonymous(reply, call_id) == anonymous(baseline, never)
+    order = send(probe, tenant, "flashcall.create", phone="+15557651234")
+    assert order["ok"], order
+    order_id = order["result"]["id"]
+    mine = send(b_probe, b, "call.events", order_id=order_id)
+    none = send(b_probe, b, "call.events", order_id=never)
+    assert mine["error"]["code"] == "ORDER_NOT_FOUND" and anonymous(mine, order_id) == anonymous(none, never)
+
+
+def test_b_exports_and_erases_nothing_of_a(
+    worker: Worker, probe: Probe, tenant: str, intruder: tuple[str, Probe], a_calls: dict[str, str],
+) -> None:
+    b, b_probe = intruder
+    for number in ("+15551230486", "+15551230001"):
+        exported = send(b_probe, b, "privacy.export", phone_number=number)["result"]
+        assert (exported["calls"], exported["cdrs"], exported["flashcall_orders"]) == ([], [], [])
+        erased = send(b_probe, b, "privacy.erase", phone_number=number)["result"]["erased"]
+        assert erased == {"calls": 0, "cdrs": 0, "events": 0, "flashcall_orders": 0}
+    for call_id in a_calls.values():
+        snapshot = send(probe, tenant, "call.get", call_id=call_id)["result"]
+        assert not snapshot["destination_number"].startswith("erased:")
+    exported = send(probe, tenant, "privacy.export", phone_number="+15551230486")["result"]
+    assert [c["call_id"] for c in exported["calls"]] == [a_calls["ended"]]
+
+
+def test_no_tenant_runs_the_admin_commands(
+    worker: Worker, probe: Probe, tenant: str, intruder: tuple[str, Probe],
+) -> None:
+    b, b_probe = intruder
+    unknown = send(b_probe, b, "no.such.command")
+    for command_type, fields in (("policy.get", {}), ("policy.set", {"calls_per_minute": 1})):
+        reply = send(b_probe, b, command_type, **fields)
+        assert anonymous(reply) == anonymous(unknown).replace("no.such.command", command_type)
+    assert worker.policy.limits(b, None)[0].calls_per_minute is None

@@ -43,7 +43,7 @@ CID = "6f1c2d3e-1111-4222-8333-444455556666"
 
 CONTRACT_ERROR_CODES = [
     "INVALID_MESSAGE", "VALIDATION_ERROR", "INVALID_PHONE_NUMBER", "UNKNOWN_COMMAND",
-    "COMMAND_EXPIRED", "CALL_NOT_FOUND", "CALL_NOT_ACTIVE", "RATE_LIMITED", "FREESWITCH_ERROR",
+    "COMMAND_EXPIRED", "CALL_NOT_FOUND", "CALL_NOT_ACTIVE", "RATE_LIMITED", "PERMISSION_DENIED", "FREESWITCH_ERROR",
     "ORDER_NOT_FOUND", "ORDER_EXPIRED", "ORDER_CLOSED", "TOO_MANY_ATTEMPTS", "INTERNAL_ERROR",
 ]
 
@@ -156,7 +156,7 @@ def test_utcnow_is_aware_utc() -> None:
 def test_command_types_map_names_to_models() -> None:
     assert set(COMMAND_TYPES) == {
         "originate", "hangup", "hold", "mute", "call.get", "call.list", "cdr.list",
-        "flashcall.create", "flashcall.verify",
+        "flashcall.create", "flashcall.verify", "call.events", "privacy.export", "privacy.erase",
     }
     for name, model in COMMAND_TYPES.items():
         assert model.model_fields["type"].default == name

@@ -107,3 +107,14 @@ def test_only_the_service_layer_and_wiring_combine_esl_bus_and_store() -> None:
         used = {layer for layer in layers for name in imports_of(path)
                 if name == layer or name.startswith(layer + ".")}
         assert len(used) <= 1, (str(relative), used)
+
+
+def test_policy_knows_neither_freeswitch_nor_rabbitmq_nor_the_calls() -> None:
+    banned = ("pika", "greenswitch", "callworker.esl", "callworker.bus", "callworker.calls",
+              "callworker.flashcall")
+    assert offending(modules("policy"), banned) == {}
+
+
+def test_store_knows_nothing_of_the_policy() -> None:
+    # The policy reads its counts from the store, never the other way round.
+    assert offending(modules("store"), ("callworker.policy",)) == {}
