@@ -116,10 +116,13 @@ def cdr_fields(event: Event) -> dict[str, Any]:
         cause, q850, disposition, progress, progress_media, mos, read_codec, write_codec,
     ) = event.get_many(_CDR_READS)
     # FreeSWITCH swaps caller and callee ID of an outbound leg when it is answered:
-    # Caller-Caller-ID-* then name the far end, and the Orig-* fields the caller.
+    # Caller-Caller-ID-* then name the far end, and the Orig-* fields the caller. The
+    # pair goes together: a call placed without a name has an Orig number and no Orig
+    # name, and the name left in Caller-Caller-ID-Name is the far end's.
+    swapped = orig_number is not None or orig_name is not None
     return {
-        "caller_id_name": clean_name(orig_name if orig_name is not None else caller_name),
-        "caller_id_number": clean_number(orig_number if orig_number is not None else caller_number),
+        "caller_id_name": clean_name(orig_name if swapped else caller_name),
+        "caller_id_number": clean_number(orig_number if swapped else caller_number),
         "destination_number": clean_number(destination),
         "start_stamp": epoch_us(start),
         "answer_stamp": epoch_us(answer),

@@ -37,5 +37,8 @@ def test_outcome(
     assert cdr["hangup_cause"] == cause and cdr["hangup_cause_q850"] == q850
     assert cdr["call_id"] == call_id and cdr["destination_number"] == number
     assert cdr["start_stamp"] and cdr["end_stamp"]
+    # Placed without a caller ID: the CDR never names the far end as the caller (FreeSWITCH
+    # swaps the two on answer and sends no name of ours).
+    assert cdr["caller_id_name"] is None and cdr["caller_id_number"] != number
     if disposition:
         assert cdr["sip_hangup_disposition"] == disposition

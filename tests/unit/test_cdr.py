@@ -105,11 +105,10 @@ def _cdr_fields_one_get_each(event: Event) -> dict[str, Any]:
     positive = [mark for mark in marks if mark]
     pdd = _int(str(max(0, (min(positive) - start) // 1000))) if start and positive else None
     orig_name, orig_number = event.get("Caller-Orig-Caller-ID-Name"), event.get("Caller-Orig-Caller-ID-Number")
+    swapped = orig_name is not None or orig_number is not None
     return {
-        "caller_id_name": clean_name(orig_name if orig_name is not None else event.get("Caller-Caller-ID-Name")),
-        "caller_id_number": clean_number(
-            orig_number if orig_number is not None else event.get("Caller-Caller-ID-Number")
-        ),
+        "caller_id_name": clean_name(orig_name if swapped else event.get("Caller-Caller-ID-Name")),
+        "caller_id_number": clean_number(orig_number if swapped else event.get("Caller-Caller-ID-Number")),
         "destination_number": clean_number(event.get("Caller-Destination-Number")),
         "start_stamp": epoch_us(event.get("variable_start_uepoch")),
         "answer_stamp": epoch_us(event.get("variable_answer_uepoch")),
@@ -217,6 +216,14 @@ def test_an_answered_outbound_leg_keeps_the_caller_id_that_was_sent() -> None:
     assert (fields["caller_id_name"], fields["caller_id_number"]) == ("Front Desk", "+15550001111")
     plain = cdr_fields(_event(**{"Event-Name": "CHANNEL_HANGUP_COMPLETE", "Caller-Caller-ID-Number": "+15550002222"}))
     assert plain["caller_id_number"] == "+15550002222"
+    # Placed without a name: FreeSWITCH sends an Orig number and no Orig name, and the
+    # name left in Caller-Caller-ID-Name is the far end's number, not the caller's.
+    nameless = cdr_fields(_event(**{
+        "Event-Name": "CHANNEL_HANGUP_COMPLETE",
+        "Caller-Caller-ID-Name": "+15551230200", "Caller-Caller-ID-Number": "+15551230200",
+        "Caller-Orig-Caller-ID-Number": "+15550001111",
+    }))
+    assert (nameless["caller_id_name"], nameless["caller_id_number"]) == (None, "+15550001111")
 
 
 def test_pdd_is_zero_when_the_first_ring_falls_in_the_starting_20_ms_step() -> None:
