@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from callworker.bus.client import AmqpClient
 from callworker.bus.relay import OutboxItem, OutboxRelay
 from callworker.calls.admin import AdminCommands
+from callworker.calls.connect import CONNECT_EVENTS, Connector
 from callworker.calls.fsevents import PRECIOUS_EVENTS, SUBSCRIBED_EVENTS, EventPump
 from callworker.calls.hooks import HOOK_EVENTS, Hooks, hook_subscription
 from callworker.calls.inbound import InboundCalls
@@ -97,7 +98,7 @@ class Worker:
             queue_size=2 * settings.write_batch_max,
         )
         # ALL, narrowed by filters to the events used plus dialplan hooks (callworker::*).
-        events, filters = hook_subscription(SUBSCRIBED_EVENTS)
+        events, filters = hook_subscription((*SUBSCRIBED_EVENTS, *CONNECT_EVENTS))
         self.esl = EslConnection(
             settings.esl_host,
             settings.esl_port,
@@ -133,6 +134,11 @@ class Worker:
         )
         self.limits = CallLimits(self.policy, self.engine)
         self.journal.rates = self.policy.rates
+        self.connector = Connector(
+            journal=self.journal, port=self.esl, engine=self.engine, node=settings.node_id,
+            gateways=settings.gateways, default_gateway=settings.default_gateway,
+            contexts=settings.contexts, max_duration_s=settings.max_call_duration_s,
+        )
         self.calls = CallService(
             journal=self.journal,
             port=self.esl,
@@ -141,7 +147,11 @@ class Worker:
             gateways=settings.gateways,
             default_gateway=settings.default_gateway,
             limits=self.limits,
+            connector=self.connector,
         )
+        self.journal.observers.append(self.connector.on_call_event)
+        for name in CONNECT_EVENTS:
+            self.pump.on(name, self.connector.on_bridge_event)
         self.flashcalls = FlashcallService(
             journal=self.journal,
             port=self.esl,

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     # Originate: the dial string is sofia/gateway/<gateway>/<number>.
     gateways: Annotated[tuple[str, ...], NoDecode] = ("default",)
     default_gateway: str = "default"
+    # Dialplan contexts a connect to an extension may name (the first is the default).
+    contexts: Annotated[tuple[str, ...], NoDecode] = ("default",)
+    # An answered call is ended with ALLOTTED_TIMEOUT after this long, unless its
+    # originate says otherwise (max_duration_s).
+    max_call_duration_s: int = Field(default=14400, ge=1, le=86400)
 
     # FreeSWITCH connection
     esl_send_timeout_s: float = 5.0
@@ -122,6 +127,25 @@ class Settings(BaseSettings):
     def _split_gateways(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("contexts", mode="before")
+    @classmethod
+    def _split_contexts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("contexts")
+    @classmethod
+    def _check_contexts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from callworker.contract.connect import CONTEXT_RE
+
+        if not value:
+            raise ValueError("CALLWORKER_CONTEXTS needs at least one dialplan context")
+        for name in value:
+            if CONTEXT_RE.match(name) is None:
+                raise ValueError("CALLWORKER_CONTEXTS: a context name is 1 to 64 of [A-Za-z0-9_.-]")
         return value
 
     @field_validator("socket_allow", mode="before")

@@ -79,7 +79,8 @@ _CDR_EVENT_FIELDS = (
     "call_id", "tenant", "direction", "caller_id_name", "caller_id_number", "destination_number",
     "start_stamp", "answer_stamp", "end_stamp", "duration", "billsec", "billmsec", "hangup_cause",
     "hangup_cause_q850", "sip_hangup_disposition", "pdd_ms", "rtp_audio_in_mos", "read_codec",
-    "write_codec", "missed_call", "node", "flashcall_order_id", "user_id", "cost_cents", "quality_score",
+    "write_codec", "missed_call", "node", "flashcall_order_id", "user_id", "bridged_with", "cost_cents",
+    "quality_score",
 )
 
 

@@ -37,6 +37,11 @@ class CallRecord:
     # Set once, when the call ends and its CDR is stored.
     cost_cents: int | None = None
     quality_score: float | None = None
+    # The other call's call_id while this one is bridged to it.
+    bridged_with: str | None = None
+    # What the answered call is connected to, and the state of that connection
+    # (calls/connect.py): the second call of a click-to-call, whether they were bridged.
+    connect: dict[str, Any] | None = None
     # Not persisted: whether FreeSWITCH has shown a channel for this call yet.
     channel_seen: bool = False
     # Not persisted: what privacy.erase erased from this live call; what FreeSWITCH or the
@@ -56,6 +61,14 @@ class CallRecord:
         values["status"] = Status(values["status"])
         return cls(**values)
 
+
+    def bridged_partner(self) -> str | None:
+        """The call this one is or was bridged to (the CDR's ``bridged_with``)."""
+        if self.bridged_with is not None:
+            return self.bridged_with
+        if self.connect and self.connect.get("bridged"):
+            return self.connect.get("partner")
+        return None
 
     def scrubbed(self, data: Any) -> Any:
         """``data`` with what was erased from this call erased from it too."""

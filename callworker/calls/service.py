@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from callworker.calls.connect import Connector
 from callworker.calls.journal import Journal, Unit
 from callworker.calls.record import CallRecord
 from callworker.calls.replies import Delivered, finish, record_new
@@ -34,6 +35,7 @@ from callworker.contract import (
     HoldCommand,
     MuteCommand,
     OriginateCommand,
+    TransferCommand,
     call_snapshot,
     cdr_data,
     reply_error,
@@ -70,8 +72,11 @@ class CallService:
         default_gateway: str,
         dial_retry_s: float = 10.0,
         limits: CallLimits | None = None,
+        connector: Connector | None = None,
     ) -> None:
         self._journal = journal
+        # What answered calls are connected to (calls/connect.py); without it, park.
+        self._connector = connector
         # Without limits (tests of other parts), calls are neither checked nor counted.
         self._limits = limits
         self._port = port
@@ -87,6 +92,7 @@ class CallService:
             "hangup": self.hangup,
             "hold": self.hold,
             "mute": self.mute,
+            "transfer": self.transfer,
             "call.get": self.call_get,
             "call.list": self.call_list,
             "cdr.list": self.cdr_list,
@@ -96,11 +102,11 @@ class CallService:
         return command_type in self._handlers
 
     def needs_freeswitch(self, command_type: str) -> bool:
-        return command_type in ("originate", "hangup", "hold", "mute", "flashcall.create")
+        return command_type in ("originate", "hangup", "hold", "mute", "transfer", "flashcall.create")
 
     def owner_of(self, command: Command) -> str | None:
         """The other node that holds this command's live call, if any (it must act on it)."""
-        if command.type not in ("hangup", "hold", "mute"):
+        if command.type not in ("hangup", "hold", "mute", "transfer"):
             return None
         call_id = getattr(command, "call_id", None)
         if call_id is None or self._journal.knows(call_id):
@@ -196,6 +202,7 @@ class CallService:
             # This command again, or another asking for the same call id: the intake
             # reads which, as for a refused commit.
             raise AlreadyStored("the call id is held already")
+        plan = self._connector.plan(command, call_id) if self._connector else None
         dial = builders.originate(
             call_id=call_id,
             destination_number=command.destination_number,
@@ -205,6 +212,7 @@ class CallService:
             caller_id_name=command.caller_id_name,
             privacy=command.privacy,
             variables={"callworker_tenant": command.tenant},
+            **(plan.dial if plan else {}),
         )
         now = utcnow()
         refusal = self._limits.check(command.tenant, command.user_id, now) if self._limits else None
@@ -212,7 +220,8 @@ class CallService:
             return self.refuse_placing(command, to, refusal)
         if not self._port.connected:
             raise FreeSwitchUnavailable("FreeSWITCH is not connected")
-        reply = reply_ok(command.command_id, command.type, {"call_id": call_id, "status": "initiated"})
+        result = {"call_id": call_id, "status": "initiated", **(plan.reply if plan else {})}
+        reply = reply_ok(command.command_id, command.type, result)
         usage = self._limits.placing(command.tenant, command.user_id, now) if self._limits else []
         self.dialling.add(call_id)
         try:
@@ -222,7 +231,9 @@ class CallService:
             # Refused (AlreadyStored) if the command or the call id is stored already,
             # (OverLimit) if the call would take a count over a limit: nothing is dialled.
             try:
-                self._journal.open(self._open_call_op(command, to, call_id, reply, now, usage))
+                self._journal.open(self._open_call_op(
+                    command, to, call_id, reply, now, usage, plan.connect if plan else None
+                ))
             except OverLimit as over:
                 return self.refuse_placing(command, to, over.refusal)
             self._dial(call_id, dial)
@@ -267,7 +278,7 @@ class CallService:
 
     def _open_call_op(
         self, command: OriginateCommand, to: Delivered, call_id: str, reply: dict[str, Any],
-        now: datetime, usage: list[Delta],
+        now: datetime, usage: list[Delta], connect: dict[str, Any] | None = None,
     ) -> Callable[[Unit], None]:
         record = CallRecord(
             call_id=call_id,
@@ -280,6 +291,7 @@ class CallService:
             caller_id_number=command.caller_id_number,
             caller_id_name=command.caller_id_name,
             user_id=command.user_id,
+            connect=connect,
         )
 
         def op(unit: Unit) -> None:
@@ -339,12 +351,27 @@ class CallService:
         reply = reply_ok(command.command_id, command.type, result)
         return self.finish(command, to, reply, call_id=record.call_id, then=publish)
 
+    def transfer(self, command: TransferCommand, to: Delivered) -> dict[str, Any]:
+        if self._connector is None:
+            raise self._error(command, ErrorCode.UNKNOWN_COMMAND, "transfer is not available")
+        connect = self._connector.transfer_plan(command)
+        record = self._answered_call(command, command.call_id, "transferred")
+        if connect["to"] == "extension":
+            self._api(command, builders.uuid_transfer(record.call_id, connect["extension"], connect["context"]))
+        result = {"call_id": record.call_id}
+        if connect["to"] == "number":
+            result["connect_call_id"] = connect["partner"]
+        return self._status_reply(command, to, record, result, then=self._connector.transfer_op(record, connect))
+
     def _status_reply(
-        self, command: Command, to: Delivered, record: CallRecord, result: dict[str, Any]
+        self, command: Command, to: Delivered, record: CallRecord, result: dict[str, Any],
+        then: Callable[[Unit], None] | None = None,
     ) -> dict[str, Any]:
         """A reply whose ``status`` is the call's status when the reply is committed."""
 
         def op(unit: Unit) -> dict[str, Any]:
+            if then is not None:
+                then(unit)
             reply = reply_ok(command.command_id, command.type, {**result, "status": str(record.status)})
             unit.save_command(
                 tenant=command.tenant,

@@ -15,6 +15,7 @@ from .commands import (
     OriginateCommand,
     PrivacyEraseCommand,
     PrivacyExportCommand,
+    TransferCommand,
 )
 from .common import (
     CALLER_ID_NAME_RE,
@@ -34,6 +35,7 @@ from .common import (
     to_iso,
     utcnow,
 )
+from .connect import ExtensionConnect, NumberConnect, ParkConnect
 from .decode import decode_command, is_expired
 from .events import (
     CALL_SNAPSHOT_FIELDS,
@@ -80,6 +82,10 @@ __all__ = [
     "OriginateCommand",
     "PrivacyEraseCommand",
     "PrivacyExportCommand",
+    "TransferCommand",
+    "ExtensionConnect",
+    "NumberConnect",
+    "ParkConnect",
     "call_snapshot",
     "cdr_data",
     "decode_command",

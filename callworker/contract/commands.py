@@ -27,6 +27,7 @@ from .common import (
     CallStatus,
     normalize_uuid,
 )
+from .connect import Connect, ParkConnect, TransferConnect
 
 __all__ = [
     "COMMAND_TYPES",
@@ -44,6 +45,7 @@ __all__ = [
     "PrivacyEraseCommand",
     "PrivacyExportCommand",
     "Tenant",
+    "TransferCommand",
     "UserId",
 ]
 
@@ -164,6 +166,10 @@ class OriginateCommand(Command):
     call_id: Uuid | None = None
     timeout_s: Annotated[int, Field(strict=True, ge=5, le=120)] = 30
     gateway: Gateway | None = None
+    # What the answered call is connected to (contract/connect.py).
+    connect: Connect = Field(default_factory=ParkConnect)
+    # None: the configured default (CALLWORKER_MAX_CALL_DURATION_S).
+    max_duration_s: Annotated[int, Field(strict=True, ge=1, le=86400)] | None = None
 
 
 class HangupCommand(Command):
@@ -191,6 +197,15 @@ class MuteCommand(Command):
     type: Literal["mute"] = "mute"
     call_id: Uuid
     muted: StrictBool = True
+
+
+class TransferCommand(Command):
+    """Connect an answered call to a number (bridged) or hand it to the dialplan."""
+
+    TYPE: ClassVar[str] = "transfer"
+    type: Literal["transfer"] = "transfer"
+    call_id: Uuid
+    connect: TransferConnect
 
 
 class CallGetCommand(Command):
@@ -296,6 +311,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         HangupCommand,
         HoldCommand,
         MuteCommand,
+        TransferCommand,
         CallGetCommand,
         CallListCommand,
         CdrListCommand,

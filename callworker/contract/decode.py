@@ -168,7 +168,14 @@ def _from_validation(
     )
 
 
+# A ``connect`` object's errors name the kind it was read as (connect.number.timeout_s);
+# the wire field is connect.timeout_s.
+_CONNECT_KINDS = frozenset({"park", "number", "extension"})
+
+
 def _dotted(loc: tuple[int | str, ...]) -> str:
+    if len(loc) > 2 and loc[0] == "connect" and loc[1] in _CONNECT_KINDS:
+        loc = (loc[0], *loc[2:])
     return ".".join(str(part) for part in loc)
 
 

@@ -46,6 +46,10 @@ class EventType(StrEnum):
     FLASHCALL_REJECTED = "flashcall.rejected"
     FLASHCALL_EXPIRED = "flashcall.expired"
     FLASHCALL_LOCKED = "flashcall.locked"
+    # Connections (calls/connect.py).
+    CALL_BRIDGED = "call.bridged"
+    CALL_UNBRIDGED = "call.unbridged"
+    CALL_TRANSFERRED = "call.transferred"
 
 
 TERMINAL_EVENT_TYPES: frozenset[EventType] = frozenset(
@@ -67,6 +71,7 @@ CALL_SNAPSHOT_FIELDS: tuple[str, ...] = (
     "duration_seconds",
     "hangup_cause",
     "user_id",
+    "bridged_with",
     "cost_cents",
     "quality_score",
 )
@@ -95,6 +100,7 @@ CDR_FIELDS: tuple[str, ...] = (
     "node",
     "flashcall_order_id",
     "user_id",
+    "bridged_with",
     "cost_cents",
     "quality_score",
 )

@@ -17,6 +17,10 @@ __all__ = [
     "uuid_hold",
     "uuid_audio_mute",
     "uuid_exists",
+    "uuid_bridge",
+    "uuid_transfer",
+    "check_extension",
+    "check_context",
     "show_channels_json",
     "check_uuid",
     "check_number",
@@ -27,6 +31,12 @@ _NUMBER = re.compile(r"\+?[0-9]{3,15}\Z")
 _CID_NAME = re.compile(r"[A-Za-z0-9 ._-]{1,64}\Z")
 _GATEWAY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _CAUSE = re.compile(r"[A-Z][A-Z0-9_]{1,63}\Z")
+_EXTENSION = re.compile(r"[A-Za-z0-9_+*#-]{1,32}\Z")
+_CONTEXT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_MAX_DURATION_S = 86400
+# Comfort noise while parked (the divisor of FreeSWITCH's generated noise level: quiet),
+# so the far end's carrier never sees a silent stream and drops the call.
+_SILENCE_WHEN_IDLE = "400"
 _VAR_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
 _VAR_VALUE = re.compile(r"[A-Za-z0-9._:+-]{0,128}\Z")
 # Extra channel variables are allow-listed by name too: FreeSWITCH runs the value of
@@ -61,6 +71,26 @@ def check_number(value: str) -> str:
     return _check(_NUMBER, value, "number")
 
 
+def check_extension(value: str) -> str:
+    return _check(_EXTENSION, value, "extension")
+
+
+def check_context(value: str) -> str:
+    return _check(_CONTEXT, value, "context")
+
+
+def _max_duration_pairs(max_duration_s: int | None) -> list[tuple[str, str]]:
+    """Comfort silence, and the hangup at max_duration_s after answer (ALLOTTED_TIMEOUT)."""
+    if max_duration_s is None:
+        return []
+    if type(max_duration_s) is not int or not 1 <= max_duration_s <= _MAX_DURATION_S:
+        raise UnsafeValue("max duration is out of range")
+    return [
+        ("send_silence_when_idle", _SILENCE_WHEN_IDLE),
+        ("execute_on_answer", f"'sched_hangup +{max_duration_s} ALLOTTED_TIMEOUT'"),
+    ]
+
+
 def originate(
     *,
     call_id: str,
@@ -71,8 +101,14 @@ def originate(
     caller_id_name: str | None = None,
     privacy: bool = False,
     variables: dict[str, str] | None = None,
+    max_duration_s: int | None = None,
+    extension: tuple[str, str] | None = None,
 ) -> str:
     """``originate {vars}sofia/gateway/<gw>/<number> &park()`` for ``bgapi``.
+
+    With ``max_duration_s`` the parked call hears comfort silence and is ended that
+    long after answer; with ``extension`` (extension, context) the answered call goes
+    to that dialplan extension instead of park.
 
     ``origination_uuid`` is the client's call_id, so the channel is addressable
     by it from the first event on and a repeated command cannot create a
@@ -97,11 +133,16 @@ def originate(
         )
     if privacy:
         pairs.extend(_PRIVACY)
+    pairs.extend(_max_duration_pairs(max_duration_s))
     for name, value in (variables or {}).items():
         pairs.append((_check_variable_name(name), _check(_VAR_VALUE, value, "variable value")))
     block = ",".join(f"{name}={value}" for name, value in pairs)
     endpoint = f"sofia/gateway/{_check(_GATEWAY, gateway, 'gateway')}/{check_number(destination_number)}"
-    return f"originate {{{block}}}{endpoint} &park()"
+    if extension is not None:
+        target = f"{check_extension(extension[0])} XML {check_context(extension[1])}"
+    else:
+        target = "&park()"
+    return f"originate {{{block}}}{endpoint} {target}"
 
 
 def _check_variable_name(name: str) -> str:
@@ -123,6 +164,16 @@ def uuid_hold(call_id: str, hold: bool) -> str:
 def uuid_audio_mute(call_id: str, muted: bool) -> str:
     """Mute or unmute what the far end hears from the call (FreeSWITCH has no uuid_mute)."""
     return f"uuid_audio {check_uuid(call_id)} start read mute {1 if muted else 0}"
+
+
+def uuid_bridge(call_id: str, other_id: str) -> str:
+    """Bridge two live channels (FreeSWITCH sends CHANNEL_BRIDGE on the first)."""
+    return f"uuid_bridge {check_uuid(call_id)} {check_uuid(other_id)}"
+
+
+def uuid_transfer(call_id: str, extension: str, context: str) -> str:
+    """Hand a channel to a dialplan extension."""
+    return f"uuid_transfer {check_uuid(call_id)} {check_extension(extension)} XML {check_context(context)}"
 
 
 def uuid_exists(call_id: str) -> str:

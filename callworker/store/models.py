@@ -152,6 +152,9 @@ class Call(Base):
     quality_score: Mapped[float | None] = mapped_column(Float)
     # Counted in policy_usage while live: its end gives the slot back.
     counted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The other call while bridged; what the answered call is connected to (calls/connect.py).
+    bridged_with: Mapped[str | None] = mapped_column(String(36))
+    connect: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -206,6 +209,7 @@ class Cdr(Base):
     user_id: Mapped[str | None] = mapped_column(String(USER_ID_LENGTH))
     cost_cents: Mapped[int | None] = mapped_column(Integer)
     quality_score: Mapped[float | None] = mapped_column(Float)
+    bridged_with: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

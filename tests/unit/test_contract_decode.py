@@ -95,8 +95,8 @@ def test_body_of_exactly_max_size_is_accepted() -> None:
 ORIG = {"destination_number": "1234"}
 ENVELOPE_CASES = [
     # id, routing key, body, code, field, echoed command_id, echoed type
-    ("unknown type", "acme.transfer", msg("transfer"), ErrorCode.UNKNOWN_COMMAND,
-     "routing_key", CID, "transfer"),
+    ("unknown type", "acme.teleport", msg("teleport"), ErrorCode.UNKNOWN_COMMAND,
+     "routing_key", CID, "teleport"),
     ("no type part", "acme", msg("originate", **ORIG), ErrorCode.UNKNOWN_COMMAND,
      "routing_key", CID, "originate"),
     ("type with suffix", "acme.originate.x", msg("originate", **ORIG),

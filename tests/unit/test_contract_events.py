@@ -35,7 +35,7 @@ def test_event_types_are_the_contracts() -> None:
         "call.muted", "call.unmuted", "call.completed", "call.failed", "call.cancelled",
         "call.cdr", "flashcall.created", "flashcall.ringing", "flashcall.answered",
         "flashcall.failed", "flashcall.verified", "flashcall.rejected", "flashcall.expired",
-        "flashcall.locked",
+        "flashcall.locked", "call.bridged", "call.unbridged", "call.transferred",
     ]
     assert TERMINAL_EVENT_TYPES == {"call.completed", "call.failed", "call.cancelled"}
 
@@ -44,14 +44,14 @@ def test_field_lists_follow_the_contract_order() -> None:
     assert CALL_SNAPSHOT_FIELDS == (
         "call_id", "status", "direction", "destination_number", "caller_id_number", "on_hold",
         "muted", "node", "initiated_at", "answered_at", "ended_at", "duration_seconds",
-        "hangup_cause", "user_id", "cost_cents", "quality_score",
+        "hangup_cause", "user_id", "bridged_with", "cost_cents", "quality_score",
     )
     assert CDR_FIELDS == (
         "call_id", "tenant", "direction", "caller_id_name", "caller_id_number",
         "destination_number", "start_stamp", "answer_stamp", "end_stamp", "duration",
         "billsec", "billmsec", "hangup_cause", "hangup_cause_q850", "sip_hangup_disposition",
         "pdd_ms", "rtp_audio_in_mos", "read_codec", "write_codec", "missed_call", "node",
-        "flashcall_order_id", "user_id", "cost_cents", "quality_score",
+        "flashcall_order_id", "user_id", "bridged_with", "cost_cents", "quality_score",
     )
 
 
@@ -185,7 +185,7 @@ def test_snapshot_of_a_ringing_call() -> None:
         "on_hold": False, "muted": False, "node": "fs1",
         "initiated_at": "2026-11-22T10:31:00.000000+00:00", "answered_at": None,
         "ended_at": None, "duration_seconds": None, "hangup_cause": None,
-        "user_id": None, "cost_cents": None, "quality_score": None,
+        "user_id": None, "bridged_with": None, "cost_cents": None, "quality_score": None,
     }
     assert type(snap["status"]) is str
 
