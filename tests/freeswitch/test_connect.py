@@ -139,7 +139,7 @@ def test_a_redelivered_click_to_call_places_each_call_once(
     worker: Worker, probe: Probe, tenant: str, switch_events: EslClient,
 ) -> None:
     call_id = str(uuid.uuid4())
-    body = {"destination_number": "+15552340041", "call_id": call_id,
+    body: dict[str, Any] = {"destination_number": "+15552340041", "call_id": call_id,
             "connect": {"to": "number", "destination_number": "+15552340042"}}
     sent = probe.send(tenant, "originate", **body)
     first_reply = probe.reply_for(sent["command_id"], timeout=15)

@@ -16,6 +16,8 @@ __all__ = [
     "BREAKERS",
     "EXTRA_VALUE",
     "EXTRA_VARIABLE",
+    "CONTEXT",
+    "EXTENSION",
     "GATEWAY_NAME",
     "LIVE_CALL",
     "MISSING",
@@ -30,6 +32,7 @@ __all__ = [
     "json_values",
     "names",
     "nasty",
+    "originate_target",
     "parse_originate",
     "phones",
     "some_wild",
@@ -51,10 +54,13 @@ UUID_ANY_CASE = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0
 UUID_LOWER = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 TENANT_NAME = r"[a-z0-9][a-z0-9_-]{0,62}"
 GATEWAY_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+EXTENSION = r"[A-Za-z0-9_+*#-]{1,32}"
+CONTEXT = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 
 ORIGINATE_LINE = re.compile(
     r"originate \{(?P<block>[^{}]*)\}"
-    rf"sofia/gateway/(?P<gateway>{GATEWAY_NAME})/(?P<number>{PHONE}) &park\(\)"
+    rf"sofia/gateway/(?P<gateway>{GATEWAY_NAME})/(?P<number>{PHONE}) "
+    rf"(?:&park\(\)|(?P<extension>{EXTENSION}) XML (?P<context>{CONTEXT}))"
 )
 SERVICE_VARIABLES = {
     "origination_uuid": UUID_LOWER,
@@ -67,6 +73,9 @@ SERVICE_VARIABLES = {
     "sip_invite_from_uri": "sip:anonymous@anonymous.invalid",
     "sip_from_display": "Anonymous",
     "callworker_tenant": TENANT_NAME,
+    # Comfort silence while parked, and the hangup at max_duration_s after answer.
+    "send_silence_when_idle": "400",
+    "execute_on_answer": r"'sched_hangup \+[1-9][0-9]{0,4} ALLOTTED_TIMEOUT'",
 }
 # A private call carries all of these and any other call none: an anonymous From, and
 # the number in P-Asserted-Identity with "Privacy: id".
@@ -96,6 +105,13 @@ def parse_originate(line: str, *, extra_names: bool = False) -> tuple[dict[str, 
     assert "origination_uuid" in variables and "originate_timeout" in variables
     assert variables.get("ignore_early_media") == "true", f"early media would end the ring timeout: {line!r}"
     return variables, match["gateway"], match["number"]
+
+
+def originate_target(line: str) -> tuple[str, str] | None:
+    """(extension, context) an originate hands the answered call to; None: park."""
+    match = ORIGINATE_LINE.fullmatch(line)
+    assert match is not None, f"not one clean originate: {line!r}"
+    return None if match["extension"] is None else (match["extension"], match["context"])
 
 
 def split_frame(payload: bytes) -> tuple[str, dict[str, str]]:
