@@ -162,7 +162,8 @@ def uuid_hold(call_id: str, hold: bool) -> str:
 
 
 def uuid_audio_mute(call_id: str, muted: bool) -> str:
-    """Mute or unmute what the far end hears from the call (FreeSWITCH has no uuid_mute)."""
+    """Mute or unmute what is read from the call's far end: whatever the call is connected to
+    (the other leg of a bridge) no longer hears it. FreeSWITCH has no uuid_mute."""
     return f"uuid_audio {check_uuid(call_id)} start read mute {1 if muted else 0}"
 
 
