@@ -13,6 +13,7 @@ from typing import Any
 
 import gevent
 
+from callworker.simulator.bridge import bridge_commands
 from callworker.simulator.causes import cause_from_text
 from callworker.simulator.channel import Channel
 from callworker.simulator.events import Block
@@ -49,6 +50,7 @@ class ApiRunner:
             "uuid_setvar": self.uuid_setvar,
             "hupall": self.hupall,
         }
+        self._simple.update(bridge_commands(self.sw))
 
     def refuse(self, line: str, reply: str, times: int) -> None:
         """The next ``times`` commands starting with ``line`` answer ``reply`` instead."""

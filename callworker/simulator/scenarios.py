@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from callworker.simulator.bridge import schedule_on_answer
 from callworker.simulator.channel import Channel
 from callworker.simulator.legs import (
     Ending,
@@ -82,6 +83,7 @@ def run_call(sw: Switch, ch: Channel, outcome: str, timeout: float, app: tuple[s
         if ending is None:
             flip_cid(sw, ch)
             result(f"+OK {ch.uuid}\n")
+            schedule_on_answer(sw, ch)
             execute_app(sw, ch, *app)
             ending = _talk(sw, ch, outcome)
         failed = ending
