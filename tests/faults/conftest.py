@@ -103,7 +103,7 @@ def rig(request: pytest.FixtureRequest, pg_url: str, amqp_url: str) -> Iterator[
 
 
 HERE = Path(__file__).resolve().parent
-SLOW_MODULES = {HERE / "test_faults.py", HERE / "test_event_backlog.py"}
+SLOW_MODULES = {HERE / "test_faults.py", HERE / "test_event_backlog.py", HERE / "test_bridged_sigkill.py"}
 
 
 def _asked_for(config: pytest.Config) -> bool:
