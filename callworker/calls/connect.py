@@ -147,6 +147,7 @@ class Connector:
         if connect.get("placed") or unit.call(partner) is not None:
             return None
         connect["placed"] = True
+        _forget_numbers(first)
         unit.save(first)
         second = CallRecord(
             call_id=partner, tenant=first.tenant, node=first.node, direction="outbound",
@@ -206,6 +207,7 @@ class Connector:
                 else:
                     self._end_later(unit, record, "NORMAL_CLEARING")
         elif record.status in TERMINAL and connect.get("to") in ("number", "bridge"):
+            _forget_numbers(record)
             partner = unit.call(connect.get("partner") or "")
             # Only a partner still connected to this call (a transfer may have moved it on).
             if (partner is not None and partner.status not in TERMINAL
@@ -266,6 +268,16 @@ class Connector:
             unit.emit(record, "call.transferred", unit.now, data)
 
         return op
+
+
+# What a call keeps of its connection once the second call is placed (or it ended): the
+# second call's numbers live on in that call's own row, which privacy.erase reaches.
+_KEPT = frozenset({"to", "partner", "placed", "bridged", "extension", "context", "max_duration_s"})
+
+
+def _forget_numbers(record: CallRecord) -> None:
+    if record.connect is not None:
+        record.connect = {k: v for k, v in record.connect.items() if k in _KEPT}
 
 
 def _bridge_op(a: str, b: str, bridged: bool, occurred_at: datetime) -> Any:

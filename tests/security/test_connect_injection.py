@@ -180,7 +180,7 @@ def test_originate_connect_sends_clean_commands_or_nothing(rig: Rig, values: dic
     if max_duration is not MISSING:
         fields["max_duration_s"] = max_duration
     ok = _connect_ok(connect, {LIVE, *rig.calls}, park=True) and (
-        max_duration is MISSING or (type(max_duration) is int and 1 <= max_duration <= 86400))
+        max_duration is MISSING or max_duration is None or (type(max_duration) is int and 1 <= max_duration <= 86400))
     outcome, sent = rig.new_sends(
         lambda: rig.service.execute(_decode(TENANT, "originate", fields), Delivered(None, None)))
     event("accepted" if ok else "refused")
@@ -194,7 +194,7 @@ def test_originate_connect_sends_clean_commands_or_nothing(rig: Rig, values: dic
     line, _ = split_frame(sent[0])
     variables, _, number = parse_originate(line[len("bgapi "):])
     assert variables["origination_uuid"] == call_id and number == "+15551230001"
-    seconds = max_duration if max_duration is not MISSING else 14400
+    seconds = max_duration if max_duration not in (MISSING, None) else 14400
     assert variables["execute_on_answer"] == f"'sched_hangup +{seconds} ALLOTTED_TIMEOUT'"
     target = originate_target(line[len("bgapi "):])
     if connect["to"] == "park":
