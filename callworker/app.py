@@ -151,7 +151,7 @@ class Worker:
         )
         self.journal.observers.append(self.connector.on_call_event)
         for name in CONNECT_EVENTS:
-            self.pump.on(name, self.connector.on_bridge_event)
+            self.pump.on(name, self.connector.on_switch_event)
         self.flashcalls = FlashcallService(
             journal=self.journal,
             port=self.esl,

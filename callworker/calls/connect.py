@@ -4,7 +4,7 @@ Click-to-call (``connect.to = number``) is two calls of the worker's own, each w
 own call_id, events and CDR. The first is placed and parked; once it is answered the
 second is placed (``&park()`` too, its channel UUID the second call_id, fixed when the
 command was accepted, so a repeated command or a restart never places it twice) and,
-once that one answers, the two are joined with ``uuid_bridge``. FreeSWITCH then reports
+once that one is answered and parked (CHANNEL_PARK), the two are joined with ``uuid_bridge``. FreeSWITCH then reports
 CHANNEL_BRIDGE and CHANNEL_UNBRIDGE on the first leg, naming both; each leg gets
 ``call.bridged`` / ``call.unbridged``. FreeSWITCH ends the other leg when one of a bridge
 hangs up; before the bridge (the second number busy, the first hung up while the second
@@ -54,7 +54,7 @@ __all__ = ["CONNECT_EVENTS", "ConnectPlan", "Connector", "connect_call_id"]
 log = logging.getLogger("callworker.connect")
 
 # FreeSWITCH events the connections need besides the call events (calls/fsevents.py).
-CONNECT_EVENTS: tuple[str, ...] = ("CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE")
+CONNECT_EVENTS: tuple[str, ...] = ("CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "CHANNEL_PARK")
 _CONNECT_NAMESPACE = uuid.UUID("5b0d7f53-1f7e-4c55-9c7b-6f1c2f0a8e11")
 
 
@@ -199,13 +199,6 @@ class Connector:
         if event_type == "call.answered":
             if connect.get("to") == "number":
                 self._open_second(unit, record)
-            elif connect.get("to") == "bridge":
-                first = unit.call(connect["partner"])
-                if first is not None and first.status in ANSWERED_STATUSES:
-                    text = builders.uuid_bridge(first.call_id, record.call_id)
-                    unit.post_commit.append(lambda: self._api_later(text))
-                else:
-                    self._end_later(unit, record, "NORMAL_CLEARING")
         elif record.status in TERMINAL and connect.get("to") in ("number", "bridge"):
             _forget_numbers(record)
             partner = unit.call(connect.get("partner") or "")
@@ -229,14 +222,45 @@ class Connector:
 
     # ------------------------------------------------------------ bridge events
 
-    def on_bridge_event(self, event: Event) -> None:
-        """CHANNEL_BRIDGE / CHANNEL_UNBRIDGE: ``call.bridged`` / ``call.unbridged`` on each leg we hold."""
+    def on_switch_event(self, event: Event) -> None:
+        """CHANNEL_PARK of a second call: bridge it. CHANNEL_BRIDGE / CHANNEL_UNBRIDGE:
+        ``call.bridged`` / ``call.unbridged`` on each leg we hold."""
+        if event.name == "CHANNEL_PARK":
+            call_id = event.get("Unique-ID")
+            if call_id is not None and self._journal.knows(call_id):
+                self._journal.submit(self._parked_op(call_id))
+            return
         a, b = event.get("Bridge-A-Unique-ID"), event.get("Bridge-B-Unique-ID")
         if a is None or b is None or not (self._journal.knows(a) or self._journal.knows(b)):
             return
         bridged = event.name == "CHANNEL_BRIDGE"
         occurred_at = epoch_us(event.get("Event-Date-Timestamp")) or utcnow()
         self._journal.submit(_bridge_op(a, b, bridged, occurred_at))
+
+    def _parked_op(self, call_id: str) -> Any:
+        """The second call is answered and parked: bridge it to the first, or end it.
+
+        Not on its CHANNEL_ANSWER: FreeSWITCH answers ``uuid_bridge`` +OK for a leg whose
+        originate has not yet started its application, and then parks it unbridged.
+        """
+
+        def op(unit: Unit) -> None:
+            record = unit.call(call_id)
+            connect = record.connect if record is not None else None
+            if record is None or not connect or connect.get("to") != "bridge" or connect.get("bridging"):
+                return
+            if record.status not in ANSWERED_STATUSES:
+                return
+            first = unit.call(connect["partner"])
+            if first is None or first.status not in ANSWERED_STATUSES:
+                self._end_later(unit, record, "NORMAL_CLEARING")
+                return
+            connect["bridging"] = True
+            unit.save(record)
+            text = builders.uuid_bridge(first.call_id, record.call_id)
+            unit.post_commit.append(lambda: self._api_later(text))
+
+        return op
 
     # ------------------------------------------------------------ transfer
 
@@ -272,7 +296,7 @@ class Connector:
 
 # What a call keeps of its connection once the second call is placed (or it ended): the
 # second call's numbers live on in that call's own row, which privacy.erase reaches.
-_KEPT = frozenset({"to", "partner", "placed", "bridged", "extension", "context", "max_duration_s"})
+_KEPT = frozenset({"to", "partner", "placed", "bridging", "bridged", "extension", "context", "max_duration_s"})
 
 
 def _forget_numbers(record: CallRecord) -> None:

@@ -2,17 +2,16 @@
 ``execute_on_answer=sched_hangup +N <cause>`` (a call's time limit).
 
 ``uuid_bridge A B`` joins two live legs: CHANNEL_BRIDGE on A only, naming both legs
-(``Bridge-A-Unique-ID``, ``Bridge-B-Unique-ID``, ``Other-Leg-Unique-ID``; capture 22).
-When either leg hangs up, A reports CHANNEL_UNBRIDGE (if it is still up) and the other
-leg is hung up with NORMAL_CLEARING, as the real switch does. ``uuid_transfer`` answers
+(``Bridge-A-Unique-ID``, ``Bridge-B-Unique-ID``, ``Other-Leg-Unique-ID``; capture 22);
+from then on each leg's events name the other (``Other-Leg-Unique-ID``). When either leg
+starts hanging up, A reports CHANNEL_UNBRIDGE (with its own cause if it is that leg) and
+the other leg is hung up with NORMAL_CLEARING, as the real switch does. ``uuid_transfer`` answers
 as the real one does; the simulator's dialplan parks every call, so the leg stays up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import gevent
 
 from callworker.simulator.causes import cause_from_text
 from callworker.simulator.channel import Channel
@@ -45,20 +44,24 @@ def uuid_bridge(sw: Switch, args: str) -> str:
     a, b = _live(sw, words[0]), _live(sw, words[1])
     if a is None or b is None or a is b:
         return "-ERR Invalid uuid\n"
+    a.other_leg, b.other_leg = b.uuid, a.uuid
     headers = [("Bridge-A-Unique-ID", a.uuid), ("Bridge-B-Unique-ID", b.uuid)]
-    sw.emit(a, "CHANNEL_BRIDGE", top=headers, bottom=[("Other-Leg-Unique-ID", b.uuid)])
-    sw.spawn_call(_while_bridged, sw, a, b)
+    sw.emit(a, "CHANNEL_BRIDGE", top=headers)
+    done = False
+
+    def unbridge(other: Channel) -> None:
+        """The first leg to hang up ends the bridge: UNBRIDGE on A, and the other leg ends."""
+        nonlocal done
+        if done:
+            return
+        done = True
+        if not a.ended.is_set():
+            sw.emit(a, "CHANNEL_UNBRIDGE", top=headers)
+        other.request_hangup("NORMAL_CLEARING")
+
+    a.hangup_hooks.append(lambda: unbridge(b))
+    b.hangup_hooks.append(lambda: unbridge(a))
     return f"+OK {b.uuid}\n"
-
-
-def _while_bridged(sw: Switch, a: Channel, b: Channel) -> None:
-    """Once either leg is hung up: UNBRIDGE on A, and the other leg ends too."""
-    gevent.wait([a.killed, b.killed], count=1)
-    other = b if a.killed.is_set() else a
-    headers = [("Bridge-A-Unique-ID", a.uuid), ("Bridge-B-Unique-ID", b.uuid)]
-    if not a.gone:
-        sw.emit(a, "CHANNEL_UNBRIDGE", top=headers, bottom=[("Other-Leg-Unique-ID", b.uuid)])
-    other.request_hangup("NORMAL_CLEARING")
 
 
 def uuid_transfer(sw: Switch, args: str) -> str:

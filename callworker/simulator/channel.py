@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,6 +134,10 @@ class Channel:
     ignore_early_media: bool = False
     # Set once the channel is destroyed (its last event fired).
     ended: gevent.event.Event = field(default_factory=gevent.event.Event)
+    # The leg this one is (or was last) bridged to: its events name it (Other-Leg-Unique-ID).
+    other_leg: str | None = None
+    # Run once the leg starts hanging up (after CHANNEL_HANGUP): what a bridge does then.
+    hangup_hooks: list[Callable[[], None]] = field(default_factory=list)
 
     def set_state(self, state: str) -> None:
         self.state = state

@@ -176,6 +176,8 @@ def channel_blocks(ch: Channel, *, variables: bool, state_number: int | None = N
     if ch.media:
         blocks.append(_cached(ch, "codecs", _codecs))
     blocks += [_cached(ch, "caller", _caller_head), _times(ch), _cached(ch, "tail", _caller_tail)]
+    if ch.other_leg:
+        blocks.append(safe_block([("Other-Leg-Unique-ID", ch.other_leg)]))
     if variables:
         blocks.append(ch.variables.block())
     return blocks

@@ -192,6 +192,9 @@ def tear_down(sw: Switch, ch: Channel, ending: Ending, on_down: Callable[[], Non
     sw.emit(ch, "CHANNEL_HANGUP", state_number=10)
     if on_result is not None and ending.timed_out:
         on_result()
+    hooks, ch.hangup_hooks = ch.hangup_hooks, []
+    for hook in hooks:
+        hook()
     _end_application(sw, ch)
     ch.hangup_us = sw.now_us()
     if ch.held:
