@@ -184,8 +184,10 @@ class Connector:
             except FreeSwitchError:
                 log.warning("%s: FreeSWITCH connection lost", text.split()[0])
                 return
-            if not reply.startswith("+OK"):
-                log.info("%s: %s", text.split()[0], reply)
+            if reply.startswith("-ERR No such channel"):
+                log.debug("%s: the channel had ended already", text.split()[0])
+            elif not reply.startswith("+OK"):
+                log.warning("%s: %s", text.split()[0], reply)
 
         gevent.spawn(run)
 
