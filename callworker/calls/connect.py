@@ -204,14 +204,13 @@ class Connector:
         elif record.status in TERMINAL and connect.get("to") in ("number", "bridge"):
             _forget_numbers(record)
             partner = unit.call(connect.get("partner") or "")
-            # Only a partner still connected to this call (a transfer may have moved it on).
-            if (partner is not None and partner.status not in TERMINAL
-                    and (partner.connect or {}).get("partner") == record.call_id):
-                # Ended before the bridge (busy, no answer, hung up while the other rang):
-                # the other leg ends too, with this one's cause where it is a cause name.
+            # Ended before the bridge (busy, no answer, hung up while the other rang): the
+            # other leg ends too, with this one's cause where it is a cause name. Once
+            # bridged, FreeSWITCH ends the other leg itself; and a partner a transfer has
+            # moved on (to another call, to the dialplan) is left alone.
+            if (partner is not None and partner.status not in TERMINAL and not connect.get("bridged")
+                    and _connected(partner, record)):
                 cause = record.hangup_cause if record.hangup_cause in HANGUP_CAUSES else "NORMAL_CLEARING"
-                if connect.get("bridged"):
-                    cause = "NORMAL_CLEARING"
                 self._end_later(unit, partner, cause)
 
     def _end_later(self, unit: Unit, record: CallRecord, cause: str) -> None:
@@ -254,7 +253,8 @@ class Connector:
             if record.status not in ANSWERED_STATUSES:
                 return
             first = unit.call(connect["partner"])
-            if first is None or first.status not in ANSWERED_STATUSES:
+            if first is None or first.status not in ANSWERED_STATUSES or not _connected(first, record):
+                # The first call ended, or a transfer connected it elsewhere meanwhile.
                 self._end_later(unit, record, "NORMAL_CLEARING")
                 return
             connect["bridging"] = True
@@ -299,6 +299,11 @@ class Connector:
 # What a call keeps of its connection once the second call is placed (or it ended): the
 # second call's numbers live on in that call's own row, which privacy.erase reaches.
 _KEPT = frozenset({"to", "partner", "placed", "bridging", "bridged", "extension", "context", "max_duration_s"})
+
+
+def _connected(record: CallRecord, other: CallRecord) -> bool:
+    """Whether ``record``'s connection still names ``other``."""
+    return (record.connect or {}).get("partner") == other.call_id
 
 
 def _forget_numbers(record: CallRecord) -> None:

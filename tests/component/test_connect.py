@@ -107,9 +107,11 @@ def test_the_second_call_is_placed_on_answer_and_bridged_once_parked(rig: Rig) -
     assert rig.types(first)[-1] == "call.bridged" and rig.types(second)[-1] == "call.bridged"
     assert get_call(rig.engine, "acme", first)["bridged_with"] == second  # type: ignore[index]
 
+    mark = len(rig.port.sent)
     rig.feed("CHANNEL_UNBRIDGE", first, **bridge_headers(first, second))
     rig.feed("CHANNEL_HANGUP_COMPLETE", first, **{"Hangup-Cause": "NORMAL_CLEARING"})
     rig.feed("CHANNEL_HANGUP_COMPLETE", second, **{"Hangup-Cause": "NORMAL_CLEARING"})
+    assert rig.sent_since(mark) == []  # a bridge's other leg is ended by FreeSWITCH itself
     assert rig.types(first)[-4:] == ["call.bridged", "call.unbridged", "call.completed", "call.cdr"]
     assert rig.types(second)[-3:] == ["call.unbridged", "call.completed", "call.cdr"]
     assert get_cdr(rig.engine, "acme", first)["bridged_with"] == second  # type: ignore[index]
@@ -146,6 +148,20 @@ def test_a_second_call_answered_after_the_first_ended_is_not_bridged_but_ended(r
     mark = len(rig.port.sent)
     rig.feed("CHANNEL_PARK", second)
     assert rig.sent_since(mark) == [f"api uuid_kill {second} NORMAL_CLEARING"]
+
+
+def test_a_first_call_transferred_while_the_second_rings_is_not_taken_back(rig: Rig) -> None:
+    first, second = rig.click_to_call()
+    rig.feed("CHANNEL_ANSWER", first)
+    rig.run("transfer", call_id=first, connect={"to": "extension", "extension": "9100"})
+    rig.feed("CHANNEL_ANSWER", second)
+    mark = len(rig.port.sent)
+    rig.feed("CHANNEL_PARK", second)
+    assert rig.sent_since(mark) == [f"api uuid_kill {second} NORMAL_CLEARING"]
+    mark = len(rig.port.sent)
+    rig.feed("CHANNEL_HANGUP_COMPLETE", second, **{"Hangup-Cause": "NORMAL_CLEARING"})
+    assert rig.sent_since(mark) == []  # the first call, in the dialplan now, stays up
+    assert rig.types(first)[-1] == "call.transferred"
 
 
 def test_an_unanswered_first_call_places_no_second_call(rig: Rig) -> None:
