@@ -217,3 +217,27 @@ def test_only_an_answered_call_can_be_transferred(worker: Worker, probe: Probe, 
     assert reply["ok"] is False and reply["error"]["code"] == "CALL_NOT_ACTIVE"
     command(probe, tenant, "hangup", call_id=call_id)
     assert types(probe.call_events_until_terminal(call_id))[-2:] == ["call.cancelled", "call.cdr"]
+
+
+def test_transfer_of_a_bridged_call_to_another_number_drops_the_old_party(
+    worker: Worker, probe: Probe, tenant: str,
+) -> None:
+    first, old = click_to_call(probe, tenant, "+15552340091", "+15552340092")
+    wait_type(probe, old, "call.bridged")
+    reply = command(probe, tenant, "transfer", call_id=first,
+                    connect={"to": "number", "destination_number": "+15552340093"})
+    new = reply["result"]["connect_call_id"]
+    # FreeSWITCH takes the first call out of the old bridge and hangs up the old party.
+    old_events = probe.call_events_until_terminal(old)
+    # It ends while bridged: its terminal event (FreeSWITCH's UNBRIDGE comes after its hangup).
+    assert types(old_events)[-2:] == ["call.completed", "call.cdr"]
+    assert old_events[-1]["data"]["bridged_with"] == first
+    assert wait_type(probe, first, "call.bridged")["data"]["bridged_with"] == old  # the first bridge
+    assert wait_type(probe, first, "call.unbridged")["data"]["bridged_with"] == old
+    assert wait_type(probe, first, "call.bridged")["data"]["bridged_with"] == new
+    assert command(probe, tenant, "call.get", call_id=first)["result"]["bridged_with"] == new
+    command(probe, tenant, "hangup", call_id=new)
+    assert probe.call_events_until_terminal(new)[-1]["data"]["bridged_with"] == first
+    first_events = probe.call_events_until_terminal(first)
+    assert types(first_events)[-2:] == ["call.completed", "call.cdr"]
+    assert first_events[-1]["data"]["bridged_with"] == new
