@@ -227,9 +227,11 @@ class Connector:
         """CHANNEL_PARK of a second call: bridge it. CHANNEL_BRIDGE / CHANNEL_UNBRIDGE:
         ``call.bridged`` / ``call.unbridged`` on each leg we hold."""
         if event.name == "CHANNEL_PARK":
-            call_id = event.get("Unique-ID")
-            if call_id is not None and self._journal.knows(call_id):
-                self._journal.submit(self._parked_op(call_id))
+            # Every call the worker places parks: only a second call's park is submitted
+            # (its row is opened before it is dialled, so it is here by now).
+            record = self._journal.calls.get(event.get("Unique-ID") or "")
+            if record is not None and (record.connect or {}).get("to") == "bridge":
+                self._journal.submit(self._parked_op(record.call_id))
             return
         a, b = event.get("Bridge-A-Unique-ID"), event.get("Bridge-B-Unique-ID")
         if a is None or b is None or not (self._journal.knows(a) or self._journal.knows(b)):
