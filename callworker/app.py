@@ -288,6 +288,7 @@ class Worker:
         # Timers die with the process and hang-ups with an outage; the calls
         # reconciliation left live are the ones still to drop.
         self.flashcalls.rearm()
+        self.connector.rearm()
         return outcome.checked > 0
 
     def _caught_up(self) -> None:

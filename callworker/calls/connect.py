@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import gevent
@@ -55,6 +55,8 @@ log = logging.getLogger("callworker.connect")
 
 # FreeSWITCH events the connections need besides the call events (calls/fsevents.py).
 CONNECT_EVENTS: tuple[str, ...] = ("CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "CHANNEL_PARK")
+# How long after its answer a second call has surely parked (see Connector.rearm).
+_SETTLED = timedelta(seconds=2)
 _CONNECT_NAMESPACE = uuid.UUID("5b0d7f53-1f7e-4c55-9c7b-6f1c2f0a8e11")
 
 
@@ -239,6 +241,24 @@ class Connector:
         bridged = event.name == "CHANNEL_BRIDGE"
         occurred_at = epoch_us(event.get("Event-Date-Timestamp")) or utcnow()
         self._journal.submit(_bridge_op(a, b, bridged, occurred_at))
+
+    def rearm(self) -> None:
+        """After a reconciliation: bridge the second calls whose park the worker never read.
+
+        A second call answered and parked while the worker was away (or its events lost)
+        waits parked. One answered more than ``_SETTLED`` ago has parked by now (a younger
+        one's CHANNEL_PARK may still be on its way: bridging before it would be lost).
+        """
+
+        def op(unit: Unit) -> None:
+            settled = unit.now - _SETTLED
+            for record in list(unit.journal.calls.values()):
+                connect = record.connect or {}
+                if (connect.get("to") == "bridge" and not connect.get("bridging")
+                        and record.answered_at is not None and record.answered_at < settled):
+                    self._parked_op(record.call_id)(unit)
+
+        self._journal.submit(op)
 
     def _parked_op(self, call_id: str) -> Any:
         """The second call is answered and parked: bridge it to the first, or end it.

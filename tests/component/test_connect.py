@@ -8,6 +8,7 @@ answered after the first one ended, a hangup while the second call rings.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,6 +163,29 @@ def test_a_first_call_transferred_while_the_second_rings_is_not_taken_back(rig: 
     rig.feed("CHANNEL_HANGUP_COMPLETE", second, **{"Hangup-Cause": "NORMAL_CLEARING"})
     assert rig.sent_since(mark) == []  # the first call, in the dialplan now, stays up
     assert rig.types(first)[-1] == "call.transferred"
+
+
+def test_a_second_call_whose_park_was_never_read_is_bridged_after_reconciliation(rig: Rig) -> None:
+    first, second = rig.click_to_call()
+    rig.feed("CHANNEL_ANSWER", first)
+    rig.feed("CHANNEL_ANSWER", second)  # 2023-11-14: long ago; its CHANNEL_PARK was lost
+    mark = len(rig.port.sent)
+    rig.connector.rearm()
+    rig.settle()
+    rig.connector.rearm()  # again: one bridge
+    rig.settle()
+    assert rig.sent_since(mark) == [f"api uuid_bridge {first} {second}"]
+
+
+def test_a_second_call_answered_a_moment_ago_waits_for_its_park(rig: Rig) -> None:
+    first, second = rig.click_to_call()
+    rig.feed("CHANNEL_ANSWER", first)
+    rig.pump.handle(fs_event("CHANNEL_ANSWER", second, **{"Event-Date-Timestamp": str(int(time.time() * 1e6))}))
+    rig.settle()
+    mark = len(rig.port.sent)
+    rig.connector.rearm()
+    rig.settle()
+    assert rig.sent_since(mark) == []
 
 
 def test_an_unanswered_first_call_places_no_second_call(rig: Rig) -> None:
