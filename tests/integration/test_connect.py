@@ -7,6 +7,7 @@ The same steps run on the real switch in tests/freeswitch/test_connect.py.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from callworker.app import Worker
 from callworker.bus.probe import Probe, Received
 from callworker.simulator import Simulator
-from tests.integration.conftest import dead_letter_command_ids
+from tests.integration.conftest import dead_letter_command_ids, make_settings, start_worker
 
 pytestmark = pytest.mark.integration
 
@@ -144,3 +145,46 @@ def test_a_bad_connect_is_refused_dead_lettered_and_reaches_nothing(
     assert reply["error"]["details"]["field"] == field
     assert sent["command_id"] in dead_letter_command_ids(amqp_url)
     assert not [line for line in simulator.received_commands()[before:] if "originate" in line]
+
+
+@pytest.fixture
+def two_nodes(pg_url: str, amqp_url: str) -> Iterator[list[tuple[Worker, Simulator]]]:
+    nodes = []
+    for _ in range(2):
+        sim = Simulator("127.0.0.1", 0, "ClueCon", ring_delay=0.02, answer_delay=0.05)
+        sim.start()
+        nodes.append((start_worker(make_settings(sim, pg_url, amqp_url, prefetch=5)), sim))
+    yield nodes
+    for worker, sim in nodes:
+        worker.stop()
+        sim.stop()
+
+
+def test_the_second_call_and_a_transfer_belong_to_the_node_of_the_first_call(
+    two_nodes: list[tuple[Worker, Simulator]], probe: Probe, tenant: str,
+) -> None:
+    pairs: dict[str, str] = {}
+    for _ in range(8):
+        first = str(uuid.uuid4())
+        reply = ask(probe, tenant, "originate", destination_number="+15551230001", call_id=first,
+                    connect={"to": "number", "destination_number": "+15551230002"})
+        pairs[first] = reply["result"]["connect_call_id"]
+    node_of: dict[str, str] = {}
+    for first, second in pairs.items():
+        node_of[first] = wait_type(probe, first, "call.bridged")["node"]
+        assert wait_type(probe, second, "call.bridged")["node"] == node_of[first]
+    assert len(set(node_of.values())) == 2  # the shared intake spread the originates
+    sims = {worker.settings.node_id: sim for worker, sim in two_nodes}
+    for first, second in pairs.items():
+        assert {first, second} <= set(sims[node_of[first]].live_channels())
+
+    # A transfer taken from the shared queue by either worker runs on the first call's node.
+    for first in pairs:
+        reply = ask(probe, tenant, "transfer", call_id=first,
+                    connect={"to": "number", "destination_number": "+15551230003"})
+        assert reply["ok"], reply
+        third = reply["result"]["connect_call_id"]
+        bridged = probe.event(lambda e, f=first, t=third: e.get("call_id") == f and e["type"] == "call.bridged"
+                              and e["data"]["bridged_with"] == t)
+        assert bridged["node"] == node_of[first]
+        assert third in sims[node_of[first]].live_channels()
