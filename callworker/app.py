@@ -27,6 +27,8 @@ from callworker.calls.hooks import HOOK_EVENTS, Hooks, hook_subscription
 from callworker.calls.inbound import InboundCalls
 from callworker.calls.intake import Intake
 from callworker.calls.journal import Journal
+from callworker.calls.media import Media
+from callworker.calls.media_events import MEDIA_EVENTS, MediaEvents
 from callworker.calls.privacy import Privacy
 from callworker.calls.reconcile import reconcile
 from callworker.calls.replay import EventReplay
@@ -97,7 +99,7 @@ class Worker:
             queue_size=2 * settings.write_batch_max,
         )
         # ALL, narrowed by filters to the events used plus dialplan hooks (callworker::*).
-        events, filters = hook_subscription(SUBSCRIBED_EVENTS)
+        events, filters = hook_subscription((*SUBSCRIBED_EVENTS, *MEDIA_EVENTS))
         self.esl = EslConnection(
             settings.esl_host,
             settings.esl_port,
@@ -165,6 +167,16 @@ class Worker:
                 "flashcall.verify": self.flashcalls.verify,
             },
         )
+        self.media = Media(
+            journal=self.journal, service=self.calls, engine=self.engine, node=settings.node_id,
+            sounds_dir=settings.sounds_dir, recordings_dir=settings.recordings_dir,
+        )
+        self.media_events = MediaEvents(self.journal, self.media.state)
+        for name in MEDIA_EVENTS:
+            self.pump.on(name, self.media_events.handle)
+        self.journal.enders.append(self.media_events.on_end)
+        self.journal.reloaders.append(self.media.load)
+        self.intake.add_handlers(self.media.handlers())
         self.admin = AdminCommands(journal=self.journal, policy=self.policy)
         self.intake.add_handlers(self.admin.handlers())
         self.intake.add_handlers(EventReplay(journal=self.journal, engine=self.engine).handlers())
@@ -178,7 +190,7 @@ class Worker:
         self.retention = Sweeper(
             self.engine, Retention(days=settings.retention_days, command_days=settings.command_retention_days)
         )
-        self._owners = [self.calls.owner_of]
+        self._owners = [self.calls.owner_of, self.media.owner_of]
         self.reconciler = Reconciler(
             self._reconcile_once,
             connected=lambda: self.esl.connected,
@@ -193,6 +205,7 @@ class Worker:
         self.journal.load()
         self.limits.attach(self.journal)
         self.flashcalls.load()
+        self.media.load()
         self.journal.start()
         self.policy.start()
         self.privacy.start(latest_erasure(self.engine))

@@ -56,6 +56,9 @@ def end_call(
     row["cost_cents"] = cost_cents(unit.journal.rates(record.tenant), record.destination_number, row["billsec"])
     row["quality_score"] = quality_score(row["rtp_audio_in_mos"])
     record.cost_cents, record.quality_score = row["cost_cents"], row["quality_score"]
+    row["recordings"] = []
+    for ender in unit.journal.enders:
+        ender(unit, record, row)
     unit.signal(record, end_signal(record.hangup_requested), occurred_at, hangup_cause=cause)
     if record.counted:
         # Its slot among the calls not yet ended is given back in the batch that ends it.
@@ -80,6 +83,7 @@ _CDR_EVENT_FIELDS = (
     "start_stamp", "answer_stamp", "end_stamp", "duration", "billsec", "billmsec", "hangup_cause",
     "hangup_cause_q850", "sip_hangup_disposition", "pdd_ms", "rtp_audio_in_mos", "read_codec",
     "write_codec", "missed_call", "node", "flashcall_order_id", "user_id", "cost_cents", "quality_score",
+    "recordings",
 )
 
 

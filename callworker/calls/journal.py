@@ -286,6 +286,9 @@ class Journal:
         self.calls: dict[str, CallRecord] = {}
         # Called inside the batch after every call event: (unit, call, event type).
         self.observers: list[Callable[[Unit, CallRecord, str], None]] = []
+        # Called inside the batch when a call ends, before its terminal event: (unit, call,
+        # its CDR row), e.g. to report what was still running and list it in the CDR.
+        self.enders: list[Callable[[Unit, CallRecord, dict[str, Any]], None]] = []
         # Called when memory must be rebuilt from the database (after a refused batch).
         self.reloaders: list[Callable[[], None]] = []
         # Told the usage deltas of every batch committed (calls placed and ended).

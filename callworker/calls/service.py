@@ -179,6 +179,14 @@ class CallService:
             )
         return record
 
+    def answered_call(self, command: Command, call_id: str, what: str) -> CallRecord:
+        """The caller's answered call on this node, or the ContractError that refuses the command."""
+        return self._answered_call(command, call_id, what)
+
+    def api(self, command: Command, text: str) -> str:
+        """FreeSWITCH's reply to ``text``; a ContractError (FREESWITCH_ERROR) if it refused it."""
+        return self._api(command, text)
+
     def _api(self, command: Command, text: str) -> str:
         reply = self._port.api(text).strip()
         if reply.startswith("-ERR") or reply.startswith("-USAGE"):

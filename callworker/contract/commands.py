@@ -35,14 +35,17 @@ __all__ = [
     "CallListCommand",
     "CdrListCommand",
     "Command",
+    "DtmfCommand",
     "FlashcallCreateCommand",
     "FlashcallVerifyCommand",
     "HangupCommand",
     "HoldCommand",
     "MuteCommand",
     "OriginateCommand",
+    "PlayCommand",
     "PrivacyEraseCommand",
     "PrivacyExportCommand",
+    "RecordCommand",
     "Tenant",
     "UserId",
 ]
@@ -52,6 +55,10 @@ ONE_OF = "one_of"
 _CODE_RE = re.compile(r"\A[0-9]{1,12}\Z")
 _VERIFY_CODE_RE = re.compile(r"\A[0-9]{1,32}\Z")
 _MAX_TIMESTAMP_CHARS = 64
+# Media (docs/media.md): what may name a sound, a tone and DTMF digits.
+SOUND_RE = re.compile(r"\A[A-Za-z0-9_-]{1,64}\.wav\Z")
+TONE_RE = re.compile(r"\A[0-9]{1,5},[0-9]{1,5},[0-9]{1,5}\Z")
+DIGITS_RE = re.compile(r"\A[0-9*#A-D]{1,32}\Z")
 
 
 def _matching(pattern: re.Pattern[str], rule: str) -> AfterValidator:
@@ -193,6 +200,46 @@ class MuteCommand(Command):
     muted: StrictBool = True
 
 
+class PlayCommand(Command):
+    """Play a sound file of the sounds directory, or a tone, to the far end; ``loops`` times."""
+
+    TYPE: ClassVar[str] = "play"
+    type: Literal["play"] = "play"
+    call_id: Uuid
+    sound: Annotated[
+        str, Field(strict=True), _matching(SOUND_RE, "a file name: 1 to 64 of [A-Za-z0-9_-] then .wav")
+    ] | None = None
+    tone: Annotated[
+        str, Field(strict=True), _matching(TONE_RE, "<on_ms>,<off_ms>,<hz>, each 1 to 5 digits")
+    ] | None = Field(default=None, validate_default=True)
+    loops: Annotated[int, Field(strict=True, ge=1, le=100)] = 1
+
+    @field_validator("tone")
+    @classmethod
+    def _one_source(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if "sound" in info.data and (value is None) == (info.data["sound"] is None):
+            raise PydanticCustomError(ONE_OF, "give either sound or tone")
+        return value
+
+
+class DtmfCommand(Command):
+    """Send DTMF digits to the far end."""
+
+    TYPE: ClassVar[str] = "dtmf"
+    type: Literal["dtmf"] = "dtmf"
+    call_id: Uuid
+    digits: Annotated[str, Field(strict=True), _matching(DIGITS_RE, "1 to 32 of 0-9 * # A-D")]
+
+
+class RecordCommand(Command):
+    """Start or stop recording a call."""
+
+    TYPE: ClassVar[str] = "record"
+    type: Literal["record"] = "record"
+    call_id: Uuid
+    action: Literal["start", "stop"]
+
+
 class CallGetCommand(Command):
     """Read one call."""
 
@@ -296,6 +343,9 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         HangupCommand,
         HoldCommand,
         MuteCommand,
+        PlayCommand,
+        DtmfCommand,
+        RecordCommand,
         CallGetCommand,
         CallListCommand,
         CdrListCommand,

@@ -44,6 +44,7 @@ __all__ = [
     "PolicyOverride",
     "PolicyUsage",
     "PrivacyErasure",
+    "Recording",
     "UTCDateTime",
     "metadata",
     "CALLS",
@@ -55,6 +56,7 @@ __all__ = [
     "OVERRIDES",
     "USAGE",
     "ERASURES",
+    "RECORDINGS",
     "USER_ID_LENGTH",
     "utcnow",
     "TERMINAL_STATUSES",
@@ -206,6 +208,8 @@ class Cdr(Base):
     user_id: Mapped[str | None] = mapped_column(String(USER_ID_LENGTH))
     cost_cents: Mapped[int | None] = mapped_column(Integer)
     quality_score: Mapped[float | None] = mapped_column(Float)
+    # The ids of the call's recordings (a JSON list), in the order they were started.
+    recordings: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -359,6 +363,33 @@ class PrivacyErasure(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Recording(Base):
+    """One recording of a call: a WAV file FreeSWITCH writes (docs/media.md); upserted by id.
+
+    ``status`` is ``starting`` (asked of FreeSWITCH), ``recording`` (RECORD_START seen) or
+    ``stopped``. ``command_id`` is the ``record start`` that asked for it.
+    """
+
+    __tablename__ = "recordings"
+    __table_args__ = (
+        Index("ix_recordings_call_id", "call_id"),
+        Index("ix_recordings_tenant_started_at", "tenant", "started_at"),
+    )
+
+    recording_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(36))
+    tenant: Mapped[str] = mapped_column(String(63))
+    node: Mapped[str] = mapped_column(String(255))
+    command_id: Mapped[str | None] = mapped_column(String(36))
+    path: Mapped[str] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime | None]
+    stopped_at: Mapped[datetime | None]
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # The Core tables, for the statements of writes.py and queries.py.
 CALLS: Table = Call.__table__  # type: ignore[assignment]
 EVENTS: Table = CallEvent.__table__  # type: ignore[assignment]
@@ -369,3 +400,4 @@ FLASHCALL_ORDERS: Table = FlashcallOrder.__table__  # type: ignore[assignment]
 OVERRIDES: Table = PolicyOverride.__table__  # type: ignore[assignment]
 USAGE: Table = PolicyUsage.__table__  # type: ignore[assignment]
 ERASURES: Table = PrivacyErasure.__table__  # type: ignore[assignment]
+RECORDINGS: Table = Recording.__table__  # type: ignore[assignment]

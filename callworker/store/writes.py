@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from callworker.store import bulk
 from callworker.store.db import autocommit, guarded
-from callworker.store.models import CALLS, CDRS, COMMANDS, EVENTS, FLASHCALL_ORDERS, OUTBOX, utcnow
+from callworker.store.models import CALLS, CDRS, COMMANDS, EVENTS, FLASHCALL_ORDERS, OUTBOX, RECORDINGS, utcnow
 from callworker.store.usage import Delta, fold, write_usage_sqlite
 
 __all__ = ["Batch", "write_batch", "batch_stored", "delete_outbox"]
@@ -48,12 +48,21 @@ class Batch:
     orders: list[dict[str, Any]] = field(default_factory=list)
     # What the batch adds to the limits' counts (store/usage.py): calls placed, and ended.
     usage: list[Delta] = field(default_factory=list)
+    # Recordings of calls (calls/media.py), upserted by recording_id.
+    recordings: list[dict[str, Any]] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return not (
             self.calls or self.events or self.cdrs or self.commands or self.outbox or self.orders
-            or self.usage
+            or self.usage or self.recordings
         )
+
+
+def _merged(rows: Sequence[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    merged: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        merged[row[key]] = {**merged.get(row[key], {}), **row}
+    return list(merged.values())
 
 
 def _merged_orders(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -173,11 +182,14 @@ def write_batch(engine: Engine, batch: Batch, *, fresh: bool = False) -> list[in
         return []
     tables = _bulk_tables(batch) if engine.dialect.name == "postgresql" else None
     if tables is not None:
-        if not batch.orders:
+        if not batch.orders and not batch.recordings:
             with autocommit(engine).connect() as conn:
                 return bulk.write_rows(conn, tables, fresh=fresh)
         with engine.begin() as conn:
-            _upsert_rows(conn, FLASHCALL_ORDERS, _merged_orders(batch.orders))
+            if batch.orders:
+                _upsert_rows(conn, FLASHCALL_ORDERS, _merged_orders(batch.orders))
+            if batch.recordings:
+                _upsert_rows(conn, RECORDINGS, _merged(batch.recordings, "recording_id"))
             return bulk.write_rows(conn, tables, fresh=fresh)
     keyed = _insert_rows if fresh else _upsert_rows
     with engine.begin() as conn:
@@ -185,6 +197,8 @@ def write_batch(engine: Engine, batch: Batch, *, fresh: bool = False) -> list[in
             keyed(conn, CALLS, batch.calls)
         if batch.orders:
             _upsert_rows(conn, FLASHCALL_ORDERS, _merged_orders(batch.orders))
+        if batch.recordings:
+            _upsert_rows(conn, RECORDINGS, _merged(batch.recordings, "recording_id"))
         if batch.commands:
             keyed(conn, COMMANDS, batch.commands)
         if batch.events:

@@ -33,7 +33,8 @@ def test_event_types_are_the_contracts() -> None:
     assert [t.value for t in EventType] == [
         "call.initiated", "call.ringing", "call.answered", "call.held", "call.unheld",
         "call.muted", "call.unmuted", "call.completed", "call.failed", "call.cancelled",
-        "call.cdr", "flashcall.created", "flashcall.ringing", "flashcall.answered",
+        "call.cdr", "call.dtmf", "call.playback_started", "call.playback_finished",
+        "call.recording_started", "call.recording_stopped", "flashcall.created", "flashcall.ringing", "flashcall.answered",
         "flashcall.failed", "flashcall.verified", "flashcall.rejected", "flashcall.expired",
         "flashcall.locked",
     ]
@@ -51,7 +52,7 @@ def test_field_lists_follow_the_contract_order() -> None:
         "destination_number", "start_stamp", "answer_stamp", "end_stamp", "duration",
         "billsec", "billmsec", "hangup_cause", "hangup_cause_q850", "sip_hangup_disposition",
         "pdd_ms", "rtp_audio_in_mos", "read_codec", "write_codec", "missed_call", "node",
-        "flashcall_order_id", "user_id", "cost_cents", "quality_score",
+        "flashcall_order_id", "user_id", "cost_cents", "quality_score", "recordings",
     )
 
 
