@@ -56,7 +56,7 @@ def _rms(path: Path) -> tuple[float, float]:
 
 
 def test_a_tone_and_a_sound_play_to_the_far_end_with_both_events(
-    media_worker: Worker, probe: Probe, tenant: str, real_switch: RealSwitch,
+    media_worker: Worker, probe: Probe, tenant: str, real_switch: RealSwitch, switch_events: EslClient,
 ) -> None:
     _write_sound(real_switch.sounds / "greeting.wav")
     call_id = originate(probe, tenant, "+15551230301")
@@ -69,6 +69,13 @@ def test_a_tone_and_a_sound_play_to_the_far_end_with_both_events(
     started = wait_type(probe, call_id, "call.playback_started")
     finished = wait_type(probe, call_id, "call.playback_finished")
     assert started["data"]["playback_id"] == finished["data"]["playback_id"] == playback_id
+    # What the switch said: the playback's parameters as headers of both events.
+    for name in ("PLAYBACK_START", "PLAYBACK_STOP"):
+        event = switch_events.event(lambda e, n=name: e.name == n and e.get("Unique-ID") == call_id)
+        assert event.get("callworker_playback_id") == playback_id
+        assert event.get("Playback-File-Path") == (
+            f"{{callworker_playback_id={playback_id}}}tone_stream://%(200,100,440);loops=3")
+        assert event.get("Playback-Status") == (None if name == "PLAYBACK_START" else "done")
     # Three cycles of 300 ms, timed by FreeSWITCH's own event clock.
     took = _seconds(started["occurred_at"], finished["occurred_at"])
     assert 0.8 <= took <= 1.6, took
