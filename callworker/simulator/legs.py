@@ -193,6 +193,8 @@ def tear_down(sw: Switch, ch: Channel, ending: Ending, on_down: Callable[[], Non
     if on_result is not None and ending.timed_out:
         on_result()
     _end_application(sw, ch)
+    for hook in sw.hangup_hooks:
+        hook(ch)
     ch.hangup_us = sw.now_us()
     if ch.held:
         ch.hold_accum_us += ch.hangup_us - ch.held_since_us
