@@ -28,7 +28,9 @@ def recordings(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def media_worker(simulator: Simulator, pg_url: str, amqp_url: str, recordings: Path, tmp_path: Path) -> Iterator[Worker]:
+def media_worker(
+    simulator: Simulator, pg_url: str, amqp_url: str, recordings: Path, tmp_path: Path,
+) -> Iterator[Worker]:
     sounds = tmp_path / "sounds"
     sounds.mkdir()
     with wave.open(str(sounds / "hello.wav"), "wb") as out:
