@@ -142,7 +142,7 @@ _MAX_LOOPS = 100
 
 def _check_dir(directory: str) -> str:
     _check(_DIR, directory, "directory")
-    if ".." in directory.split("/"):
+    if {".", ".."} & set(directory.split("/")):
         raise UnsafeValue("directory is not allowed in a FreeSWITCH command")
     return directory.rstrip("/")
 
@@ -196,7 +196,9 @@ def recording_path(recordings_dir: str, tenant: str, call_id: str, recording_id:
     )
 
 
-_RECORDING_PATH = re.compile(r"/[A-Za-z0-9/._-]{1,400}/[0-9a-f-]{36}\.wav\Z")
+_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# <recordings dir>/<tenant>/<call_id>/<recording_id>.wav, no empty, "." or ".." segment.
+_RECORDING_PATH = re.compile(rf"(/[A-Za-z0-9._-]{{1,200}}){{1,20}}/[a-z0-9][a-z0-9_-]{{0,62}}/{_ID}/{_ID}\.wav\Z")
 
 
 def uuid_record(call_id: str, action: str, path: str) -> str:
@@ -204,7 +206,7 @@ def uuid_record(call_id: str, action: str, path: str) -> str:
     if action not in ("start", "stop"):
         raise UnsafeValue("record action is not allowed in a FreeSWITCH command")
     _check(_RECORDING_PATH, path, "recording path")
-    if ".." in path.split("/"):
+    if {".", ".."} & set(path.split("/")):
         raise UnsafeValue("recording path is not allowed in a FreeSWITCH command")
     return f"uuid_record {check_uuid(call_id)} {action} {path}"
 
