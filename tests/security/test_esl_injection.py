@@ -485,7 +485,7 @@ def test_media_builders_refuse_or_build_one_clean_command(call_id: Any, value: A
          id_ok and fits(TONE, value),
          f"uuid_broadcast {call_id} {{callworker_playback_id={call_id}}}tone_stream://%({value});loops=1 aleg"),
         (lambda: builders.uuid_record(call_id, "start", f"{RECORDINGS_DIR}/{value}/{call_id}/{call_id}.wav"),
-         id_ok and fits(TENANT_NAME, value),
+         id_ok and fits(TENANT_NAME, str(value)),
          f"uuid_record {call_id} start {RECORDINGS_DIR}/{value}/{call_id}/{call_id}.wav"),
     ]
     for build, ok, expected in cases:

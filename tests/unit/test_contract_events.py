@@ -34,7 +34,8 @@ def test_event_types_are_the_contracts() -> None:
         "call.initiated", "call.ringing", "call.answered", "call.held", "call.unheld",
         "call.muted", "call.unmuted", "call.completed", "call.failed", "call.cancelled",
         "call.cdr", "call.dtmf", "call.playback_started", "call.playback_finished",
-        "call.recording_started", "call.recording_stopped", "flashcall.created", "flashcall.ringing", "flashcall.answered",
+        "call.recording_started", "call.recording_stopped", "flashcall.created", "flashcall.ringing",
+        "flashcall.answered",
         "flashcall.failed", "flashcall.verified", "flashcall.rejected", "flashcall.expired",
         "flashcall.locked",
     ]
