@@ -1,6 +1,8 @@
 """Media API commands and their events, shaped as FreeSWITCH 1.10.12 sends them.
 
-* ``uuid_broadcast <uuid> <path> [aleg|bleg|both]``: ``+OK Message sent``. The path's
+* ``uuid_broadcast <uuid> <path> [aleg|bleg|both]``: ``+OK Message sent``; the parked
+  leg runs ``playback``: CHANNEL_EXECUTE, PLAYBACK_START, PLAYBACK_STOP,
+  CHANNEL_EXECUTE_COMPLETE, COMMAND. The path's
   ``{name=value,...}`` prefix are file-handle parameters; PLAYBACK_START and, when it
   ends (or the call hangs up), PLAYBACK_STOP carry ``Playback-File-Path`` (the path as
   given), ``Playback-Status`` (STOP: ``done``, also when the call hangs up) and the
@@ -10,18 +12,20 @@
   simulator can read it, else a second.
 * ``uuid_send_dtmf <uuid> <digits>``: ``+OK <uuid> sent DTMF <digits>.``; no event on
   the sending leg. What was sent is kept for tests (``sent_dtmf``).
-* ``uuid_record <uuid> start|stop <path>``: ``+OK Success``; RECORD_START, and on stop
+* ``uuid_record <uuid> start|stop <path>``: ``+OK Success``; RECORD_START and
+  MEDIA_BUG_START, and on stop
   or at hangup (after CHANNEL_HANGUP, before CHANNEL_HANGUP_COMPLETE) RECORD_STOP with
   ``Record-File-Path`` and the variables ``record_samples``, ``record_seconds``,
-  ``record_ms``. The simulator writes a WAV of silence (8 kHz, 16-bit mono) of that
+  ``record_ms``, then MEDIA_BUG_STOP. The simulator writes a WAV of silence (8 kHz, 16-bit mono) of that
   length where it can create the file.
-* ``far_end_dtmf``: the far end keys in digits (DTMF events, 250 ms each, 2000 samples).
+* ``far_end_dtmf``: the far end keys in digits (DTMF events, 2080 samples of 8 kHz each).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import uuid
 import wave
 from collections.abc import Callable
 
@@ -35,7 +39,9 @@ __all__ = ["SimMedia", "far_end_dtmf"]
 _LOCATE = "-ERR Cannot locate session!\n"
 _TONE = re.compile(r"tone_stream://%\(([0-9]+),([0-9]+),[0-9]+\)(?:;loops=(-?[0-9]+))?")
 _PARAMS = re.compile(r"\A\{([^{}]*)\}")
-_DTMF_SAMPLES = 2000  # FreeSWITCH's default DTMF duration, in samples of 8 kHz
+# What the real switch reports of a digit sent with send_dtmf (its default 2000 samples of
+# 8 kHz, rounded up to whole RTP packets).
+_DTMF_SAMPLES = 2080
 
 
 def far_end_dtmf(sw: Switch, ch: Channel, digits: str, gap_s: float = 0.1) -> None:
@@ -99,19 +105,25 @@ class SimMedia:
         params, source = _split_params(path)
         bottom = [("Playback-File-Type", "tone_stream")] if path.startswith("tone_stream:") else []
         bottom.append(("Playback-File-Path", path))
+        app = [("Application", "playback"), ("Application-Data", path), ("Application-UUID", str(uuid.uuid4()))]
         stopped: list[bool] = []
 
-        def stop(status: str) -> None:
+        def stop(hung_up: bool) -> None:
             if not stopped:
                 stopped.append(True)
-                self.sw.emit(ch, "PLAYBACK_STOP", bottom=[*bottom, ("Playback-Status", status), *params])
+                self.sw.emit(ch, "PLAYBACK_STOP", bottom=[*bottom, ("Playback-Status", "done"), *params])
+                self.sw.emit(ch, "CHANNEL_EXECUTE_COMPLETE",
+                             bottom=[*app[:2], ("Application-Response", "FILE PLAYED"), app[2]])
+                if not hung_up:  # the park loop's note of the message it ran
+                    self.sw.emit(ch, "COMMAND")
 
         def play() -> None:
+            self.sw.emit(ch, "CHANNEL_EXECUTE", bottom=app)
             self.sw.emit(ch, "PLAYBACK_START", bottom=[*bottom, *params])
             if not ch.wait(_seconds(source)):
-                stop("done")
+                stop(False)
 
-        self._playing.setdefault(ch.uuid, []).append(lambda: stop("done"))
+        self._playing.setdefault(ch.uuid, []).append(lambda: stop(True))
         gevent.spawn(play)
         return "+OK Message sent\n"
 
@@ -143,7 +155,7 @@ class SimMedia:
             if ch.gone or not ch.media:
                 return "-ERR Cannot record session!\n"
             running[path] = self.sw.now_us()
-            gevent.spawn(self.sw.emit, ch, "RECORD_START", bottom=[("Record-File-Path", path)])
+            gevent.spawn(self._started, ch, path)
             return "+OK Success\n"
         if action == "stop":
             if path not in running:
@@ -152,6 +164,13 @@ class SimMedia:
             return "+OK Success\n"
         return "-USAGE: <uuid> [start|stop|mask|unmask|pause|resume] <path> [<limit>] [<recording_vars>]\n"
 
+    def _started(self, ch: Channel, path: str) -> None:
+        self.sw.emit(ch, "RECORD_START", bottom=[("Record-File-Path", path)])
+        self._bug(ch, "MEDIA_BUG_START")
+
+    def _bug(self, ch: Channel, name: str) -> None:
+        self.sw.emit(ch, name, bottom=[("Media-Bug-Function", "session_record"), ("Media-Bug-Target", ch.uuid)])
+
     def _stop_recording(self, ch: Channel, path: str, started_us: int) -> None:
         ms = max(0, (self.sw.now_us() - started_us) // 1000)
         samples = ms * 8
@@ -159,6 +178,7 @@ class SimMedia:
         self.sw.set_vars(ch, [("record_samples", str(samples)), ("record_seconds", str(ms // 1000)),
                               ("record_ms", str(ms))])
         self.sw.emit(ch, "RECORD_STOP", bottom=[("Record-File-Path", path)])
+        self._bug(ch, "MEDIA_BUG_STOP")
 
     # -------------------------------------------------------------- hangup
 

@@ -119,7 +119,7 @@ class _Ringing:
             return stopped
         if outcome in ("rejected", "unroutable"):
             return _REFUSED[outcome]
-        if outcome == "far_end_hangup":  # answers without ringing
+        if outcome in ("far_end_hangup", "sends_dtmf"):  # answers without ringing
             answer_far_end(sw, ch)
             return None
         if outcome == "early_media":

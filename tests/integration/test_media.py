@@ -84,7 +84,7 @@ def test_play_a_tone_and_a_sound(media_worker: Worker, probe: Probe, tenant: str
 def test_dtmf_both_ways(media_worker: Worker, probe: Probe, tenant: str, simulator: Simulator) -> None:
     call_id = answered_call(probe, tenant, "+15551230270")  # the far end keys in 123#
     digits = [next_event(probe, call_id, "call.dtmf")["data"] for _ in range(4)]
-    assert [(d["digit"], d["duration_ms"]) for d in digits] == [("1", 250), ("2", 250), ("3", 250), ("#", 250)]
+    assert [(d["digit"], d["duration_ms"]) for d in digits] == [("1", 260), ("2", 260), ("3", 260), ("#", 260)]
     assert ask(probe, tenant, "dtmf", call_id=call_id, digits="*0A#")["result"] == {"call_id": call_id}
     assert simulator.sent_dtmf(call_id) == "*0A#"
     ask(probe, tenant, "hangup", call_id=call_id)
