@@ -23,7 +23,10 @@ from callworker.simulator import Simulator
 
 pytestmark = pytest.mark.integration
 
-CALL_COMMANDS = ("hangup", "hold", "mute", "call.get")
+CALL_COMMANDS = ("hangup", "hold", "mute", "call.get", "play", "dtmf", "record")
+# What each command needs besides the call id.
+FIELDS: dict[str, dict[str, Any]] = {"play": {"tone": "100,100,440"}, "dtmf": {"digits": "1"},
+                                     "record": {"action": "start"}}
 
 
 @pytest.fixture
@@ -71,12 +74,14 @@ def test_b_cannot_act_on_or_read_a_calls_and_gets_the_answer_for_a_call_that_nev
     b, b_probe = intruder
     never = str(uuid.uuid4())
     for command_type in CALL_COMMANDS:
-        baseline = send(b_probe, b, command_type, call_id=never)
+        fields = FIELDS.get(command_type, {})
+        baseline = send(b_probe, b, command_type, call_id=never, **fields)
         assert baseline["ok"] is False and baseline["error"]["code"] == "CALL_NOT_FOUND"
         for call_id in a_calls.values():
-            reply = send(b_probe, b, command_type, call_id=call_id)
+            reply = send(b_probe, b, command_type, call_id=call_id, **fields)
             assert anonymous(reply, call_id) == anonymous(baseline, never), (command_type, reply)
-    # A's call did not notice: not hung up, held or muted, and FreeSWITCH was never asked.
+    # A's call did not notice: not hung up, held, muted, played to or recorded, and
+    # FreeSWITCH was never asked.
     live = a_calls["live"]
     snapshot = send(probe, tenant, "call.get", call_id=live)["result"]
     assert (snapshot["status"], snapshot["on_hold"], snapshot["muted"]) == ("answered", False, False)
