@@ -181,7 +181,7 @@ class Settings(BaseSettings):
     @field_validator("sounds_dir", "recordings_dir")
     @classmethod
     def _check_media_dir(cls, value: str, info: ValidationInfo) -> str:
-        value = value.rstrip("/") or "/"
+        value = value.rstrip("/") or value
         if _MEDIA_DIR_RE.match(value) is None or ".." in value.split("/"):
             raise ValueError(f"{info.field_name} must be an absolute path of [A-Za-z0-9/._-], without '..'")
         return value
