@@ -165,8 +165,8 @@ def test_dtmf_from_the_far_end_arrives_in_order(media_worker: Worker, probe: Pro
     probe.call_events_until_terminal(call_id)
 
 
-def test_dtmf_the_worker_sends_reaches_the_far_end(
-    media_worker: Worker, probe: Probe, tenant: str, switch_events: EslClient,
+def test_dtmf_the_worker_sends_reaches_the_far_end_and_the_far_ends_reaches_us(
+    media_worker: Worker, probe: Probe, tenant: str, switch_events: EslClient, real_switch: RealSwitch,
 ) -> None:
     number = "+15551230304"
     call_id = originate(probe, tenant, number)
@@ -176,9 +176,13 @@ def test_dtmf_the_worker_sends_reaches_the_far_end(
     heard = [switch_events.event(lambda e: e.name == "DTMF" and e.get("Unique-ID") == far).get("DTMF-Digit")
              for _ in range(4)]
     assert heard == ["4", "*", "9", "#"]
+    # The far end keys in digits in its turn (uuid_send_dtmf on the carrier's leg).
+    assert real_switch.api(f"uuid_send_dtmf {far} 7D").startswith("+OK")
+    keyed = [wait_type(probe, call_id, "call.dtmf")["data"]["digit"] for _ in range(2)]
+    assert keyed == ["7", "D"]
     command(probe, tenant, "hangup", call_id=call_id)
     events = probe.call_events_until_terminal(call_id)
-    assert "call.dtmf" not in [e["type"] for e in events]  # what we sent is not the far end's
+    assert "call.dtmf" not in [e["type"] for e in events]  # nothing more: what we sent is not the far end's
 
 
 @pytest.mark.parametrize(("command_type", "fields"), [
