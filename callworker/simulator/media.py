@@ -37,6 +37,7 @@ from callworker.simulator.switch import Switch
 __all__ = ["SimMedia", "far_end_dtmf"]
 
 _LOCATE = "-ERR Cannot locate session!\n"
+_KEPT_DTMF = 10_000  # calls whose sent digits are kept for tests
 _TONE = re.compile(r"tone_stream://%\(([0-9]+),([0-9]+),[0-9]+\)(?:;loops=(-?[0-9]+))?")
 _PARAMS = re.compile(r"\A\{([^{}]*)\}")
 # What the real switch reports of a digit sent with send_dtmf (its default 2000 samples of
@@ -138,6 +139,8 @@ class SimMedia:
             return _LOCATE
         digits = words[1].split("@", 1)[0]
         self.sent_dtmf[ch.uuid] = self.sent_dtmf.get(ch.uuid, "") + digits
+        while len(self.sent_dtmf) > _KEPT_DTMF:  # the oldest calls' digits go first
+            del self.sent_dtmf[next(iter(self.sent_dtmf))]
         return f"+OK {ch.uuid} sent DTMF {words[1]}.\n"
 
     # -------------------------------------------------------------- record
