@@ -1,8 +1,9 @@
 """Media on the real switch: a tone and a sound played to the far end, a recording written by
 FreeSWITCH with audio in it, DTMF both ways, and none of it on a call not yet answered.
 
-The worker is configured with the switch's own sounds and recordings directories (the
-same machine), so it reads recording sizes from the files.
+Outbound calls, and one a carrier places into the shipped dialplan (handed over on the
+socket). The worker is configured with the switch's own sounds and recordings directories
+(the same machine), so it reads recording sizes from the files.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 import uuid
 import wave
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from tests.freeswitch.conftest import hang_up_everything, start_worker, switch_s
 from tests.freeswitch.realswitch import EslClient, RealSwitch
 from tests.freeswitch.steps import assert_well_formed, command, originate, wait_type
 from tests.freeswitch.test_answered_call import far_leg
+from tests.freeswitch.test_inbound import call_in
 
 pytestmark = pytest.mark.freeswitch
 
@@ -92,8 +95,6 @@ def test_a_tone_and_a_sound_play_to_the_far_end_with_both_events(
 
 
 def _seconds(start: str, end: str) -> float:
-    from datetime import datetime
-
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
@@ -205,3 +206,34 @@ def test_media_needs_an_answered_call(
 def test_unknown_call_is_not_found(media_worker: Worker, probe: Probe, tenant: str) -> None:
     reply = command(probe, tenant, "play", call_id=str(uuid.uuid4()), tone="100,100,440")
     assert reply["error"]["code"] == "CALL_NOT_FOUND"
+
+
+def test_media_on_a_call_handed_over_by_the_dialplan(
+    media_worker: Worker, amqp_url: str, real_switch: RealSwitch, switch_events: EslClient,
+) -> None:
+    """A carrier call the shipped dialplan hands to the worker's socket: played to, recorded, DTMF."""
+    caller = f"+1666{uuid.uuid4().int % 10**7:07d}"
+    probe = Probe(amqp_url, event_bindings=("acme.#",))
+    try:
+        far = call_in(real_switch, "+15552000001", caller)
+        initiated = probe.event(lambda e: e["type"] == "call.initiated" and e["data"]["caller_id_number"] == caller,
+                                15)
+        call_id = initiated["call_id"]
+        wait_type(probe, call_id, "call.answered")
+        recording_id = command(probe, "acme", "record", call_id=call_id, action="start")["result"]["recording_id"]
+        wait_type(probe, call_id, "call.recording_started")
+        reply = command(probe, "acme", "play", call_id=call_id, tone="300,0,440", loops=2)
+        assert reply["ok"], reply
+        assert wait_type(probe, call_id, "call.playback_started")["data"]["playback_id"] == \
+            reply["result"]["playback_id"]
+        wait_type(probe, call_id, "call.playback_finished")
+        assert real_switch.api(f"uuid_send_dtmf {far} 5").startswith("+OK")  # the caller keys in 5
+        assert wait_type(probe, call_id, "call.dtmf")["data"]["digit"] == "5"
+        command(probe, "acme", "hangup", call_id=call_id)
+        events = probe.call_events_until_terminal(call_id)
+        assert [e["type"] for e in events][-3:] == ["call.recording_stopped", "call.completed", "call.cdr"]
+        assert events[-1]["data"]["recordings"] == [recording_id]
+        _seconds_recorded, rms = _rms(real_switch.recordings / "acme" / call_id / f"{recording_id}.wav")
+        assert rms > 500, rms
+    finally:
+        probe.close()
