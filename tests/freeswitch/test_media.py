@@ -140,19 +140,26 @@ def test_a_recording_running_at_hangup_is_stopped_and_reported_once(
     answered = wait_type(probe, call_id, "call.answered")
     recording_id = command(probe, tenant, "record", call_id=call_id, action="start")["result"]["recording_id"]
     started = wait_type(probe, call_id, "call.recording_started")
+    playing = command(probe, tenant, "play", call_id=call_id, tone="1500,0,440")["result"]["playback_id"]
+    play_events = [wait_type(probe, call_id, "call.playback_started"), wait_type(probe, call_id,
+                                                                             "call.playback_finished")]
+    assert {e["data"]["playback_id"] for e in play_events} == {playing}
     real_switch.api(f"uuid_kill {call_id}")
     # FreeSWITCH closes the recording as the channel hangs up: RECORD_STOP comes before
     # CHANNEL_HANGUP_COMPLETE, with the samples written.
     names = [switch_events.event(lambda e: e.get("Unique-ID") == call_id and e.name in (
         "RECORD_STOP", "CHANNEL_HANGUP_COMPLETE")).name for _ in range(2)]
     assert names == ["RECORD_STOP", "CHANNEL_HANGUP_COMPLETE"]
-    events = [answered, started, *probe.call_events_until_terminal(call_id)]
+    events = [answered, started, *play_events, *probe.call_events_until_terminal(call_id)]
     events.sort(key=lambda e: e["seq"])
     types = [e["type"] for e in events]
-    assert types == ["call.initiated", "call.answered", "call.recording_started", "call.recording_stopped",
-                     "call.completed", "call.cdr"], types
-    stopped = events[3]["data"]
-    assert stopped["recording_id"] == recording_id and stopped["size_bytes"] > 44
+    assert types == ["call.initiated", "call.answered", "call.recording_started", "call.playback_started",
+                     "call.playback_finished", "call.recording_stopped", "call.completed", "call.cdr"], types
+    stopped = events[5]["data"]
+    path = real_switch.recordings / tenant / call_id / f"{recording_id}.wav"
+    assert stopped["recording_id"] == recording_id and stopped["size_bytes"] == path.stat().st_size
+    seconds, rms = _rms(path)
+    assert abs(stopped["duration_ms"] - seconds * 1000) <= 40 and seconds >= 1.0 and rms > 500
     assert events[-1]["data"]["recordings"] == [recording_id]
     assert_well_formed(events, tenant, media_worker.settings.node_id)
 
