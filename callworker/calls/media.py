@@ -42,6 +42,7 @@ from callworker.contract import (
     reply_error,
     reply_ok,
 )
+from callworker.errors import FreeSwitchNotSent
 from callworker.esl import builders
 from callworker.store import get_call
 from callworker.store.recordings import recordings_of_calls
@@ -243,7 +244,9 @@ class Media:
         if send:
             try:
                 self._service.api(command, builders.uuid_record(record.call_id, "start", path))
-            except ContractError:
+            except (ContractError, FreeSwitchNotSent):
+                # Refused, or never sent (the command waits for FreeSWITCH and comes back):
+                # not running. Lost on the way, it may be: it stays, and is never sent again.
                 self._journal.run(self._failed_op(record.call_id, recording_id))
                 raise
         return answer

@@ -23,6 +23,7 @@ from callworker.calls.media import Media
 from callworker.calls.media_events import MEDIA_EVENTS, MediaEvents
 from callworker.calls.service import CallService, Delivered
 from callworker.contract import decode_command, utcnow
+from callworker.errors import FreeSwitchNotSent
 from callworker.store import get_cdr, make_engine, migrate
 from callworker.store.models import RECORDINGS
 from callworker.store.privacy import Subject, export
@@ -210,3 +211,22 @@ def test_retention_and_privacy_export_take_the_recordings_with_their_calls(rig: 
     sweep(rig.engine, Retention(days=1), now=utcnow() + timedelta(days=2))
     with rig.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(RECORDINGS)).scalar_one() == 0
+
+
+def test_a_record_start_that_never_reached_freeswitch_is_sent_when_it_comes_back(rig: Rig) -> None:
+    call_id = rig.answered_call()
+    body = {"v": 1, "command_id": str(uuid.uuid4()), "type": "record", "call_id": call_id, "action": "start"}
+    cmd = decode_command(f"{TENANT}.record", json.dumps(body).encode())
+    send = rig.port.api
+
+    def cut(command: str, *, timeout: float | None = None) -> str:
+        raise FreeSwitchNotSent("not connected")
+
+    rig.port.api = cut  # type: ignore[method-assign]
+    with pytest.raises(FreeSwitchNotSent):  # the intake leaves the command in the queue
+        rig.media.handlers()["record"](cmd, Delivered(None, None))
+    rig.port.api = send  # type: ignore[method-assign]
+    reply = rig.media.handlers()["record"](cmd, Delivered(None, None))  # delivered again
+    assert reply["ok"], reply
+    started = [line for line in rig.port.sent if line.startswith(f"api uuid_record {call_id} start")]
+    assert len(started) == 1 and reply["result"]["recording_id"] in started[0]
