@@ -188,6 +188,44 @@ def test_mute_is_published_by_the_worker_and_only_on_change(setup: Any) -> None:
     assert published_types(published, call_id).count("call.muted") == 1
 
 
+def test_a_resume_right_after_a_hold_reaches_freeswitch_before_its_hold_event(setup: Any) -> None:
+    service, journal, pump, port, published, engine = setup
+    call_id = service.execute(command("originate", destination_number="+15551230001"), Delivered(None, None))["result"][
+        "call_id"
+    ]
+    pump.handle(fs_event("CHANNEL_ANSWER", call_id))
+    sync(journal)
+    # FreeSWITCH's CHANNEL_HOLD has not come in yet when the resume arrives.
+    held = service.execute(command("hold", call_id=call_id), Delivered(None, None))
+    resumed = service.execute(command("hold", call_id=call_id, hold=False), Delivered(None, None))
+    assert held["result"]["on_hold"] is True and resumed["result"]["on_hold"] is False
+    assert [c for c in port.sent if "uuid_hold" in c] == [f"api uuid_hold {call_id}", f"api uuid_hold off {call_id}"]
+    # The same for mute and unmute; and a repeat of what was just asked sends nothing.
+    for muted in (True, False, False):
+        service.execute(command("mute", call_id=call_id, muted=muted), Delivered(None, None))
+    assert [c for c in port.sent if "uuid_audio" in c] == [
+        f"api uuid_audio {call_id} start read mute 1",
+        f"api uuid_audio {call_id} start read mute 0",
+    ]
+    assert published_types(published, call_id)[-2:] == ["call.muted", "call.unmuted"]
+
+
+def test_a_refused_hold_is_not_taken_for_asked(setup: Any) -> None:
+    service, journal, pump, port, published, engine = setup
+    call_id = service.execute(command("originate", destination_number="+15551230001"), Delivered(None, None))["result"][
+        "call_id"
+    ]
+    pump.handle(fs_event("CHANNEL_ANSWER", call_id))
+    sync(journal)
+    answer = port.api
+    port.api = lambda text, timeout=None: "-ERR no media\n" if text.startswith("uuid_hold") else answer(text)  # type: ignore[method-assign]
+    refused = service.execute(command("hold", call_id=call_id), Delivered(None, None))
+    assert refused["error"]["code"] == "FREESWITCH_ERROR"
+    port.api = answer  # type: ignore[method-assign]
+    service.execute(command("hold", call_id=call_id), Delivered(None, None))
+    assert [c for c in port.sent if "uuid_hold" in c] == [f"api uuid_hold {call_id}"]
+
+
 @pytest.mark.parametrize("command_type", ["hold", "mute"])
 def test_only_an_answered_call_is_held_or_muted(setup: Any, command_type: str) -> None:
     service, journal, pump, port, published, engine = setup
