@@ -38,7 +38,6 @@ out, writes those, and fails the others with ``OverLimit``.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from gevent.queue import Empty, Full, Queue
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
+from callworker.backoff import Backoff
 from callworker.bus.relay import OutboxItem
 from callworker.bus.topology import EVENTS_EXCHANGE
 from callworker.calls.record import CallRecord
@@ -514,7 +514,7 @@ class Journal:
 
     def _write(self, batch: Batch, *, fresh: bool = False) -> list[int]:
         """Write ``batch`` durably, retrying while the database is away; its outbox ids."""
-        delay = 0.05
+        backoff = Backoff(0.05, 5.0)
         unanswered = False  # an attempt failed, perhaps after its commit
         while True:
             try:
@@ -527,8 +527,7 @@ class Journal:
                 if self.healthy:
                     log.warning("database unavailable; retrying the batch")
                 self.healthy = False
-                gevent.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 5.0)
+                gevent.sleep(backoff.next())
 
     def _attempt(self, batch: Batch, *, fresh: bool, unanswered: bool) -> list[int]:
         if unanswered and batch_stored(self._engine, batch):

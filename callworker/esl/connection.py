@@ -41,7 +41,6 @@ docs/esl.md has the full account.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -54,6 +53,7 @@ import gevent.lock
 import gevent.socket
 from greenswitch.esl import InboundESL
 
+from callworker.backoff import Backoff
 from callworker.errors import (
     FreeSwitchAuthError,
     FreeSwitchError,
@@ -65,7 +65,7 @@ from callworker.errors import (
 from callworker.esl.buffer import EventBuffer
 from callworker.esl.codec import Event, Frame, FrameParser, encode_command, parse_event
 
-__all__ = ["Backoff", "EslConnection", "EslSession", "EslStats", "FreeSwitchNotSent"]
+__all__ = ["EslConnection", "EslSession", "EslStats", "FreeSwitchNotSent"]
 
 log = logging.getLogger("callworker.esl")
 
@@ -82,24 +82,6 @@ class EslStats:
     events_received: int = 0
     timeouts: int = 0
     resyncs: int = 0
-
-
-class Backoff:
-    """Capped exponential delays with jitter; ``reset()`` after a success."""
-
-    def __init__(self, initial: float, maximum: float) -> None:
-        self._initial = initial
-        self._maximum = max(maximum, initial)
-        self._current = initial
-
-    def next(self) -> float:
-        # Jitter spreads the reconnects of many workers after a FreeSWITCH restart.
-        delay = self._current * random.uniform(0.5, 1.0)
-        self._current = min(self._current * 2, self._maximum)
-        return delay
-
-    def reset(self) -> None:
-        self._current = self._initial
 
 
 class EslSession(InboundESL):  # type: ignore[misc]
