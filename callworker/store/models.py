@@ -33,6 +33,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from callworker.contract.common import TERMINAL_STATUSES as CALL_TERMINAL_STATUSES
+
 __all__ = [
     "Base",
     "Call",
@@ -64,7 +66,7 @@ __all__ = [
 USER_ID_LENGTH = 64
 
 # Statuses after which a call never changes again (CONTRACT section 5).
-TERMINAL_STATUSES = ("completed", "failed", "cancelled")
+TERMINAL_STATUSES = tuple(sorted(status.value for status in CALL_TERMINAL_STATUSES))
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

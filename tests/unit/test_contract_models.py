@@ -222,7 +222,7 @@ def test_encode_json_round_trip() -> None:
     when = datetime(2026, 11, 22, 13, 31, 0, 123456, tzinfo=timezone(timedelta(hours=3)))
     obj = {
         "id": UUID(CID),
-        "status": CallStatus.on_hold,
+        "status": CallStatus.ON_HOLD,
         "type": EventType.CALL_ANSWERED,
         "at": when,
         "day": date(2026, 11, 22),
