@@ -41,7 +41,8 @@ def offending(paths: list[Path], banned: tuple[str, ...]) -> dict[str, list[str]
 
 @pytest.mark.parametrize(
     "paths",
-    [modules("contract"), modules("esl", "codec.py"), modules("esl", "builders.py"),
+    [modules("contract"), [*modules("esl", "codec.py"), *modules("esl", "frames.py"), *modules("esl", "events.py"),
+                           *modules("esl", "encoding.py"), *modules("esl", "commands.py")], modules("esl", "builders.py"),
      modules("esl", "causes.py"), modules("calls", "states.py")],
     ids=["contract", "codec", "builders", "causes", "state table"],
 )
