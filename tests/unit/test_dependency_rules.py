@@ -41,9 +41,9 @@ def offending(paths: list[Path], banned: tuple[str, ...]) -> dict[str, list[str]
 
 @pytest.mark.parametrize(
     "paths",
-    [modules("contract"), [*modules("esl", "codec.py"), *modules("esl", "frames.py"), *modules("esl", "events.py"),
-                           *modules("esl", "encoding.py"), *modules("esl", "commands.py")], modules("esl", "builders.py"),
-     modules("esl", "causes.py"), modules("calls", "states.py")],
+    [modules("contract"),
+     [path for name in ("codec", "frames", "events", "encoding", "commands") for path in modules("esl", f"{name}.py")],
+     modules("esl", "builders.py"), modules("esl", "causes.py"), modules("calls", "states.py")],
     ids=["contract", "codec", "builders", "causes", "state table"],
 )
 def test_pure_parts_do_no_io(paths: list[Path]) -> None:
