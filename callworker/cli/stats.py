@@ -86,7 +86,8 @@ def stats_tables(groups: Sequence[Mapping[str, Any]], group_by: str | None = Non
     for group in groups:
         orders = group.get("flashcall") if isinstance(group.get("flashcall"), dict) else None
         if orders and orders.get("orders"):
-            flash.add_row(_key(group, group_by), *(_number(orders.get(k)) for k in ("orders", "verified", "conversion")))
+            figures = (_number(orders.get(name)) for name in ("orders", "verified", "conversion"))
+            flash.add_row(_key(group, group_by), *figures)
     if flash.row_count:
         tables.append(flash)
     return tables

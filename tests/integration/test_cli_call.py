@@ -187,7 +187,8 @@ def test_stats_prints_the_tenants_figures(
     minutes = sum(cdr["billsec"] for cdr in cdrs) / 60
     assert float(row[6]) == pytest.approx(answered["billsec"], abs=0.01)  # ACD
     assert float(row[9]) == pytest.approx(minutes, abs=0.01) and row[10] == "0"
-    causes = {tuple(line.split()[1:]) for line in out.split("hangup causes")[1].splitlines() if line.split()[:1] == ["all"]}
+    cause_lines = out.split("hangup causes")[1].splitlines()
+    causes = {tuple(line.split()[1:]) for line in cause_lines if line.split()[:1] == ["all"]}
     assert causes == {("NORMAL_CLEARING", "1"), ("USER_BUSY", "1"), ("CALL_REJECTED", "1")}
 
     # By gateway; and the operator's view of the same tenant.
