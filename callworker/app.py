@@ -32,6 +32,7 @@ from callworker.calls.reconcile import reconcile
 from callworker.calls.replay import EventReplay
 from callworker.calls.resync import Reconciler
 from callworker.calls.service import CallService
+from callworker.calls.stats import StatsCommands
 from callworker.config import Settings, mask_url
 from callworker.errors import StoreUnavailable
 from callworker.esl.buffer import EventBuffer
@@ -168,6 +169,7 @@ class Worker:
         self.admin = AdminCommands(journal=self.journal, policy=self.policy)
         self.intake.add_handlers(self.admin.handlers())
         self.intake.add_handlers(EventReplay(journal=self.journal, engine=self.engine).handlers())
+        self.intake.add_handlers(StatsCommands(journal=self.journal, engine=self.engine).handlers())
         self.privacy = Privacy(
             journal=self.journal, engine=self.engine,
             key=privacy_key(settings.flashcall_key()),

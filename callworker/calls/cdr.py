@@ -158,6 +158,7 @@ def cdr_row(
         node=record.node,
         flashcall_order_id=record.flashcall_order_id,
         user_id=record.user_id,
+        gateway=record.gateway,
         missed_call=record.direction == "inbound" and record.answered_at is None,
         reconstructed=reconstructed,
         created_at=now,

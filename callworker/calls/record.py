@@ -37,6 +37,8 @@ class CallRecord:
     # Set once, when the call ends and its CDR is stored.
     cost_cents: int | None = None
     quality_score: float | None = None
+    # The gateway an outbound call was placed through (None: inbound).
+    gateway: str | None = None
     # Not persisted: whether FreeSWITCH has shown a channel for this call yet.
     channel_seen: bool = False
     # Not persisted: the hold and mute state last asked of FreeSWITCH (None: never asked).

@@ -291,6 +291,7 @@ class CallService:
             caller_id_number=command.caller_id_number,
             caller_id_name=command.caller_id_name,
             user_id=command.user_id,
+            gateway=command.gateway or self._default_gateway,
         )
 
         def op(unit: Unit) -> None:

@@ -15,6 +15,8 @@ from .commands import (
     OriginateCommand,
     PrivacyEraseCommand,
     PrivacyExportCommand,
+    StatsGetCommand,
+    stats_window,
 )
 from .common import (
     CALLER_ID_NAME_RE,
@@ -64,6 +66,8 @@ __all__ = [
     "TERMINAL_STATUSES",
     "UUID_RE",
     "CallEventsCommand",
+    "StatsGetCommand",
+    "stats_window",
     "CallGetCommand",
     "CallListCommand",
     "CallStatus",

@@ -289,6 +289,7 @@ class FlashcallService:
             call_id=call_id, tenant=command.tenant, node=self._node, direction="outbound",
             status=Status.INITIATED, initiated_at=now, destination_number=command.phone,
             caller_id_number=order.cid_mask, flashcall_order_id=order_id, user_id=command.user_id,
+            gateway=self._gateway,
         )
         dial = builders.originate(
             call_id=call_id, destination_number=command.phone, gateway=self._gateway,

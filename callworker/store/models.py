@@ -152,6 +152,8 @@ class Call(Base):
     user_id: Mapped[str | None] = mapped_column(String(USER_ID_LENGTH))
     cost_cents: Mapped[int | None] = mapped_column(Integer)
     quality_score: Mapped[float | None] = mapped_column(Float)
+    # The gateway an outbound call was placed through (null: inbound).
+    gateway: Mapped[str | None] = mapped_column(String(64))
     # Counted in policy_usage while live: its end gives the slot back.
     counted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -180,6 +182,8 @@ class Cdr(Base):
     __table_args__ = (
         Index("ix_cdrs_tenant_start_stamp", "tenant", "start_stamp"),
         Index("ix_cdrs_tenant_user_id_start_stamp", "tenant", "user_id", "start_stamp"),
+        # stats.get of every tenant (admin) reads by it.
+        Index("ix_cdrs_start_stamp", "start_stamp"),
     )
 
     call_id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -208,6 +212,7 @@ class Cdr(Base):
     user_id: Mapped[str | None] = mapped_column(String(USER_ID_LENGTH))
     cost_cents: Mapped[int | None] = mapped_column(Integer)
     quality_score: Mapped[float | None] = mapped_column(Float)
+    gateway: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -156,7 +156,7 @@ def test_utcnow_is_aware_utc() -> None:
 def test_command_types_map_names_to_models() -> None:
     assert set(COMMAND_TYPES) == {
         "originate", "hangup", "hold", "mute", "call.get", "call.list", "cdr.list",
-        "flashcall.create", "flashcall.verify", "call.events", "privacy.export", "privacy.erase",
+        "flashcall.create", "flashcall.verify", "call.events", "privacy.export", "privacy.erase", "stats.get",
     }
     for name, model in COMMAND_TYPES.items():
         assert model.model_fields["type"].default == name
