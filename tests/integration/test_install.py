@@ -61,7 +61,7 @@ def _assert_migrated(database_url: str) -> None:
         assert set(metadata.tables) <= set(inspect(engine).get_table_names())
         with engine.connect() as conn:
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-        assert version == "0006"
+        assert version == "0004"
     finally:
         engine.dispose()
 
