@@ -34,6 +34,7 @@ from callworker.calls.resync import Reconciler
 from callworker.calls.service import CallService
 from callworker.calls.stats import StatsCommands
 from callworker.config import Settings, mask_url
+from callworker.dashboard import Dashboard
 from callworker.errors import StoreUnavailable
 from callworker.esl.buffer import EventBuffer
 from callworker.esl.connection import EslConnection
@@ -186,7 +187,12 @@ class Worker:
             connected=lambda: self.esl.connected,
             on_reconciled=self._take_commands,
         )
-        self.http = HttpServer(settings.http_host, settings.http_port, health=self.health, registry=self.registry)
+        self.dashboard = Dashboard(
+            book=self.policy, tenants=lambda: list(self.policy.in_force.file.tenants),
+            engine=self.engine, amqp_url=settings.amqp_url_value,
+        )
+        self.http = HttpServer(settings.http_host, settings.http_port, health=self.health, registry=self.registry,
+                               routes=self.dashboard.handle)
         self._metrics()
 
     # ------------------------------------------------------------------ life
