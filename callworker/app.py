@@ -230,6 +230,7 @@ class Worker:
     def stop(self, timeout: float = 15.0) -> None:
         """Stop taking commands, finish those in hand, journal what FreeSWITCH said, flush, close."""
         self.bus.pause_consuming()
+        self.dashboard.stop()
         # Closing the sockets ends the inbound calls; their hangups are still journalled.
         self.socket_server.stop()
         self.intake.drain(timeout / 3)

@@ -89,14 +89,16 @@ def _event_id(event: dict[str, Any]) -> str | None:
 class EventStream:
     """One ``/api/events`` response: subscribe, snapshot, then events until the client goes.
 
-    ``still_allowed`` is asked between events: a token taken out of the policy ends
-    its streams. Raises BrokerUnavailable (or StoreUnavailable) before the first byte
-    when the stream cannot start, so the caller can answer 503 instead.
+    ``still_allowed`` is asked every few seconds: a token taken out of the policy ends
+    its streams; ``running`` twice a second: a worker stopping ends them all. Raises
+    BrokerUnavailable (or StoreUnavailable) before the first byte when the stream
+    cannot start, so the caller can answer 503 instead.
     """
 
     def __init__(self, amqp_url: str, engine: Engine, viewer: Viewer, *, tenants: list[str],
-                 still_allowed: Callable[[], bool]) -> None:
+                 still_allowed: Callable[[], bool], running: Callable[[], bool]) -> None:
         self._still_allowed = still_allowed
+        self._running = running
         self._upstream = Upstream(amqp_url, bindings=[viewer.binding])
         try:
             self._first = snapshot(engine, viewer, tenants)
@@ -108,8 +110,8 @@ class EventStream:
         try:
             yield retry(_RETRY_MS) + message(self._first, event="snapshot")
             quiet_since = time.monotonic()
-            while True:
-                event = self._upstream.next_event(1.0)
+            while self._running():
+                event = self._upstream.next_event(0.5)
                 if event is not None:
                     yield message(event, event_id=_event_id(event))
                     quiet_since = time.monotonic()

@@ -88,6 +88,11 @@ class Dashboard:
         self._amqp_url = amqp_url
         self._max_streams = max_streams
         self.streams = 0
+        self._running = True
+
+    def stop(self) -> None:
+        """End every live stream (within half a second); new ones are refused."""
+        self._running = False
 
     def handle(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes] | None:
         path = str(environ.get("PATH_INFO", ""))
@@ -126,11 +131,12 @@ class Dashboard:
                      [("Content-Security-Policy", _PAGE_POLICY)])
 
     def _events(self, viewer: Viewer, params: dict[str, str], start_response: StartResponse) -> Iterable[bytes]:
-        if self.streams >= self._max_streams:
+        if self.streams >= self._max_streams or not self._running:
             return _json(start_response, "503 Service Unavailable", {"error": "too many live streams"})
         tenants = sorted(self._tenants()) if viewer.admin else []
         stream = EventStream(self._amqp_url, self._engine, viewer, tenants=tenants,
-                             still_allowed=lambda: viewer_for(self._book, params) == viewer)
+                             still_allowed=lambda: viewer_for(self._book, params) == viewer,
+                             running=lambda: self._running)
         start_response("200 OK", [("Content-Type", "text/event-stream; charset=utf-8"),
                                   ("X-Accel-Buffering", "no"), *_COMMON])
         return self._counted(stream)
@@ -139,6 +145,8 @@ class Dashboard:
         self.streams += 1
         try:
             yield from stream
+        except Exception:
+            log.exception("a dashboard event stream failed")  # not pywsgi's report: it prints the query
         finally:
             self.streams -= 1
 
