@@ -55,7 +55,9 @@
       tr.appendChild(el('td', c.tenant, 'tenant-col'));
       var number = c.direction === 'inbound' ? c.caller_id_number : c.destination_number;
       tr.appendChild(el('td', number || '–', 'number'));
-      var st = el('td'); st.appendChild(el('span', c.status, 'status ' + c.status)); tr.appendChild(st);
+      var st = el('td');
+      st.appendChild(el('span', String(c.status).replace('_', ' '), 'status ' + c.status));
+      tr.appendChild(st);
       tr.appendChild(el('td', '', 'duration'));
       var flags = [];
       if (c.on_hold) flags.push('held');
@@ -215,7 +217,7 @@
       return r.json();
     });
   }
-  function showStats(all, perGateway, mos) {
+  function showTotals(all) {
     var g = (all.groups || [])[0] || {};
     $('kpi-calls').textContent = g.calls === undefined ? '0' : String(g.calls);
     $('kpi-asr').textContent = pct(g.asr);
@@ -232,25 +234,32 @@
     var causes = Object.keys(g.hangup_causes || {}).map(function (k) { return [k, g.hangup_causes[k]]; });
     causes.sort(function (a, b) { return b[1] - a[1]; });
     bars($('causes'), causes);
-    bars($('mos'), (mos.bands || []).map(function (b) { return [b.band, b.calls]; }));
+  }
+  function showGateways(perGateway) {
     var body = $('gateways-body'); body.textContent = '';
     (perGateway.groups || []).forEach(function (r) {
       var tr = el('tr');
-      [r.key === null ? '(none)' : r.key, r.calls, pct(r.asr), pct(r.ner),
+      [r.key === null || r.key === undefined ? '(none)' : r.key, r.calls, pct(r.asr), pct(r.ner),
         r.acd_s === null || r.acd_s === undefined ? '–' : clock(r.acd_s), num(r.pdd_ms_p50, 0, ' ms'),
         num(r.minutes, 1), num(r.avg_mos, 2)].forEach(function (v) { tr.appendChild(el('td', v)); });
       body.appendChild(tr);
     });
   }
+  function showMos(mos) {
+    var bands = (mos.bands || []).map(function (b) { return [b.band, b.calls]; });
+    bars($('mos'), bands.some(function (b) { return b[1] > 0; }) ? bands : []);
+  }
   function statsNow() {
     clearTimeout(statsTimer); statsTimer = null;
     var to = new Date(now()), from = new Date(now() - 3600 * 1000);
     var span = { from: from.toISOString(), to: to.toISOString() };
+    var failed = null;
+    var fail = function (e) { failed = failed || e.message; };
     Promise.all([
-      fetchJson('/api/stats', Object.assign({ group_by: 'none' }, span)),
-      fetchJson('/api/stats', Object.assign({ group_by: 'gateway' }, span)),
-      fetchJson('/api/mos', span)
-    ]).then(function (r) { showStats(r[0], r[1], r[2]); }, function (e) { problem(e.message); });
+      fetchJson('/api/stats', Object.assign({ group_by: 'none' }, span)).then(showTotals, fail),
+      fetchJson('/api/stats', Object.assign({ group_by: 'gateway' }, span)).then(showGateways, fail),
+      fetchJson('/api/mos', span).then(showMos, fail)
+    ]).then(function () { problem(failed); });
   }
   function statsSoon() { if (!statsTimer) statsTimer = setTimeout(statsNow, 1500); }
 
