@@ -30,14 +30,14 @@ from callworker.dashboard.sse import comment, message, retry
 from callworker.errors import BrokerUnavailable
 from callworker.store.dashboard import call_times, calls_up
 
-__all__ = ["BUCKET_S", "WINDOW_S", "EventStream", "history", "snapshot"]
+__all__ = ["BUCKET_S", "KEEPALIVE_S", "WINDOW_S", "EventStream", "history", "snapshot"]
 
 log = logging.getLogger("callworker.dashboard")
 
 BUCKET_S = 5
 WINDOW_S = 15 * 60
-# How long a stream stays quiet before a keep-alive comment (and a look at the token).
-_KEEPALIVE_S = 10.0
+# How long a stream stays quiet before a keep-alive comment; how often it looks at its token again.
+KEEPALIVE_S = 10.0
 _RETRY_MS = 1000
 # Calls that started this long before the window and ended inside it still count as concurrent.
 _LONGEST_CALL = timedelta(hours=2)
@@ -109,15 +109,17 @@ class EventStream:
     def __iter__(self) -> Iterator[bytes]:
         try:
             yield retry(_RETRY_MS) + message(self._first, event="snapshot")
-            quiet_since = time.monotonic()
+            quiet_since = next_check = time.monotonic()
             while self._running():
                 event = self._upstream.next_event(0.5)
+                if time.monotonic() - next_check >= KEEPALIVE_S:
+                    if not self._still_allowed():
+                        return
+                    next_check = time.monotonic()
                 if event is not None:
                     yield message(event, event_id=_event_id(event))
                     quiet_since = time.monotonic()
-                elif time.monotonic() - quiet_since >= _KEEPALIVE_S:
-                    if not self._still_allowed():
-                        return
+                elif time.monotonic() - quiet_since >= KEEPALIVE_S:
                     yield comment("keep-alive")
                     quiet_since = time.monotonic()
         except BrokerUnavailable as exc:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import gevent
+import gevent.event
 from gevent.queue import Empty, Queue
 
 __all__ = ["Message", "SseClient", "fetch"]
@@ -38,6 +39,7 @@ class SseClient:
 
     def __init__(self, port: int, path: str, headers: dict[str, str] | None = None) -> None:
         self.messages: Queue[Message] = Queue()
+        self.ended = gevent.event.Event()  # set when the server ends the stream
         self._connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         self._connection.request("GET", path, headers={"Accept": "text/event-stream", **(headers or {})})
         self.response = self._connection.getresponse()
@@ -45,6 +47,12 @@ class SseClient:
         self._greenlet = gevent.spawn(self._read) if self.status == 200 else None
 
     def _read(self) -> None:
+        try:
+            self._read_messages()
+        finally:
+            self.ended.set()
+
+    def _read_messages(self) -> None:
         fields: dict[str, str] = {}
         data: list[str] = []
         while True:

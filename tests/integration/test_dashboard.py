@@ -165,3 +165,21 @@ def test_without_a_valid_token_the_answer_is_401_and_tells_nothing(
     status, page = fetch(port, f"/dashboard?token={tenants.a_token}")
     assert status == 200 and b"/dashboard/static/dashboard.js" in page
 
+
+
+def test_a_token_taken_out_of_the_policy_ends_its_open_streams(
+    dash_worker: Worker, tenants: Tenants, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("callworker.dashboard.live.KEEPALIVE_S", 0.5)
+    a = stream(dash_worker, f"token={tenants.a_token}")
+    b = stream(dash_worker, f"token={tenants.b_token}")
+    try:
+        a.next(), b.next()
+        (tmp_path / "policy.yaml").write_text(
+            f'admin_token: "{tenants.admin_token}"\ntenants:\n  {tenants.b}: {{token: "{tenants.b_token}"}}\n')
+        assert a.ended.wait(10), "the stream of a token no longer in the policy stayed open"
+        assert not b.ended.is_set()
+        assert fetch(dash_worker.http.port, f"/api/events?token={tenants.a_token}") == (401, UNAUTHORIZED)
+    finally:
+        a.close()
+        b.close()
