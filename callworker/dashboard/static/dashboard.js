@@ -155,7 +155,7 @@
   function roll() {
     if (!hist) return;
     var n = hist.initiated.length;
-    while (now() >= hist.start + (n + 1) * hist.bucket) {
+    while (now() >= hist.start + n * hist.bucket) {
       hist.initiated.shift(); hist.initiated.push(0);
       hist.concurrent.shift(); hist.concurrent.push(calls.size);
       hist.start += hist.bucket;
