@@ -17,6 +17,9 @@ import pytest
 from callworker.app import Worker
 from callworker.bus.probe import Probe
 from callworker.simulator import Simulator
+from callworker.contract import utcnow
+from callworker.store import make_engine
+from tests.browser.history import GATEWAYS, seed_calls
 from tests.integration.conftest import make_settings, start_worker
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -84,9 +87,15 @@ def text(driver: Any, element_id: str) -> str:
 
 
 def test_the_page_shows_the_tenants_calls_live_and_nothing_of_another_tenant(
-    browser: Any, worker: Worker, probe: Probe
+    browser: Any, worker: Worker, probe: Probe, pg_url: str
 ) -> None:
-    # The last hour: one call answered and ended, one busy.
+    engine = make_engine(pg_url)
+    try:
+        seed_calls(engine, ACME, utcnow())  # the quarter hour before
+        seed_calls(engine, GLOBEX, utcnow(), count=5)
+    finally:
+        engine.dispose()
+    # Now: one call answered and ended, one busy.
     call(probe, ACME, "+15551230200", "call.cdr")
     call(probe, ACME, "+15551230486", "call.cdr")
     # Up now: two answered (one of them held) and one ringing; and another tenant's call.

@@ -205,7 +205,7 @@
       row.dataset.label = item[0];
       row.appendChild(el('span', item[0], 'label'));
       var fill = el('span', null, 'fill'); fill.style.width = (100 * item[1] / top) + '%';
-      var track = el('span'); track.appendChild(fill); row.appendChild(track);
+      var track = el('span', null, 'track'); track.appendChild(fill); row.appendChild(track);
       row.appendChild(el('span', item[1], 'n'));
       container.appendChild(row);
     });
