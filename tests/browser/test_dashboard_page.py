@@ -16,10 +16,10 @@ import pytest
 
 from callworker.app import Worker
 from callworker.bus.probe import Probe
-from callworker.simulator import Simulator
 from callworker.contract import utcnow
+from callworker.simulator import Simulator
 from callworker.store import make_engine
-from tests.browser.history import GATEWAYS, seed_calls
+from tests.browser.history import seed_calls
 from tests.integration.conftest import make_settings, start_worker
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
