@@ -15,15 +15,16 @@ import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
-from callworker.contract import utcnow
+from callworker.contract import stats_window, to_iso, utcnow
 from callworker.dashboard.auth import TokenBook, Viewer, query, viewer_for
 from callworker.dashboard.live import EventStream
 from callworker.errors import BrokerUnavailable, StoreUnavailable
 from callworker.store.dashboard import mos_distribution
+from callworker.store.stats import GROUP_BY, call_stats
 
 __all__ = ["Dashboard", "UNAUTHORIZED"]
 
@@ -44,7 +45,8 @@ _PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-GROUP_BY = ("none", "gateway", "hour", "day")
+D = TypeVar("D", datetime, None)
+_LONGEST = timedelta(days=31)
 
 
 class BadRequest(ValueError):
@@ -55,7 +57,7 @@ def _asset(name: str) -> bytes:
     return resources.files("callworker.dashboard").joinpath("static", name).read_bytes()
 
 
-def _when(params: dict[str, str], name: str, default: datetime) -> datetime:
+def _when(params: dict[str, str], name: str, default: D) -> datetime | D:
     raw = params.get(name)
     if not raw:
         return default
@@ -70,10 +72,12 @@ def _when(params: dict[str, str], name: str, default: datetime) -> datetime:
 
 def window(params: dict[str, str], default: timedelta) -> tuple[datetime, datetime]:
     """``from`` and ``to`` of a request (``to`` now and ``from`` ``default`` before it when absent)."""
-    to = _when(params, "to", utcnow())
-    from_ = _when(params, "from", to - default)
+    to: datetime = _when(params, "to", utcnow())
+    from_: datetime = _when(params, "from", to - default)
     if from_ >= to:
         raise BadRequest("from must be before to")
+    if to - from_ > _LONGEST:
+        raise BadRequest(f"to must be at most {_LONGEST.days} days after from")
     return from_, to
 
 
@@ -151,20 +155,23 @@ class Dashboard:
             self.streams -= 1
 
     def _stats(self, viewer: Viewer, params: dict[str, str], start_response: StartResponse) -> Iterable[bytes]:
-        from_, to = window(params, timedelta(hours=24))
+        """What ``stats.get`` answers (``admin.stats.get`` for the operator), same defaults and limits."""
         group_by = params.get("group_by") or "none"
         if group_by not in GROUP_BY:
             raise BadRequest("group_by must be one of " + ", ".join(GROUP_BY))
-        groups = self.call_stats(self._engine, tenant=viewer.tenant, from_=from_, to=to, group_by=group_by)
-        return _json(start_response, "200 OK", {"groups": groups})
+        from_ = _when(params, "from", None)
+        to = _when(params, "to", None)
+        try:
+            start, end = stats_window(from_, to, group_by, utcnow())
+        except ValueError as exc:
+            raise BadRequest(f"to: {exc}") from None
+        groups = call_stats(self._engine, tenant=viewer.tenant, from_=start, to=end, group_by=group_by)
+        return _json(start_response, "200 OK",
+                     {"from": to_iso(start), "to": to_iso(end), "group_by": group_by, "groups": groups})
 
     def _mos(self, viewer: Viewer, params: dict[str, str], start_response: StartResponse) -> Iterable[bytes]:
         from_, to = window(params, timedelta(hours=1))
         return _json(start_response, "200 OK", {"bands": mos_distribution(self._engine, viewer.tenant, from_, to)})
-
-    @staticmethod
-    def call_stats(engine: Engine, **kwargs: Any) -> list[dict[str, Any]]:
-        raise StoreUnavailable("statistics are not available")
 
 
 def _send(start_response: StartResponse, status: str, body: bytes, kind: str,

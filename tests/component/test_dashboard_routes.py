@@ -23,6 +23,7 @@ from callworker.http import HttpServer
 from callworker.policy import PolicyBook
 from callworker.store import make_engine, migrate
 from callworker.store.models import CALLS, CDRS
+from callworker.store.stats import call_stats
 from tests.component.test_store import call_row, cdr_row
 
 ADMIN, ACME, BETA = "admin-tok-5d1f", "acme-tok-8c2a", "beta-tok-73e0"
@@ -139,12 +140,36 @@ def test_the_mos_distribution_is_the_viewers_own(dashboard: Dashboard) -> None:
 
 
 @pytest.mark.parametrize("query", ["from=yesterday", "from=2026-12-01T00:00:00", "group_by=week",
-                                   "from=2026-12-02T00:00:00Z&to=2026-12-01T00:00:00Z"])
+                                   "from=2026-12-02T00:00:00Z&to=2026-12-01T00:00:00Z",
+                                   "from=2026-11-01T00:00:00Z&to=2026-12-01T00:00:00Z&group_by=hour",
+                                   "from=2026-01-01T00:00:00Z&to=2026-12-01T00:00:00Z"])
 def test_a_bad_parameter_is_a_400_that_says_which(dashboard: Dashboard, query: str) -> None:
     path = "/api/stats" if "group_by" in query else "/api/mos"
     status, _headers, body = get(dashboard, path, f"token={ACME}&{query}")
     assert status == "400 Bad Request", body
     assert json.loads(body)["error"]
+
+
+def stats(dashboard: Dashboard, query: str) -> dict[str, Any]:
+    status, _headers, body = get(dashboard, "/api/stats", query)
+    assert status == "200 OK", body
+    return dict(json.loads(body))
+
+
+def test_the_stats_are_what_stats_get_answers_for_the_viewers_tenant(dashboard: Dashboard, engine: Engine) -> None:
+    mine = stats(dashboard, f"token={ACME}")
+    assert mine["group_by"] == "none" and len(mine["groups"]) == 1
+    end = datetime.fromisoformat(mine["to"])
+    assert datetime.fromisoformat(mine["from"]) == end - timedelta(hours=24)
+    assert mine["groups"] == call_stats(engine, tenant="acme", from_=end - timedelta(hours=24), to=end,
+                                        group_by="none")
+    acme = mine["groups"][0]
+    assert (acme["calls"], acme["answered"]) == (2, 1)  # the call up now and the one completed
+    assert stats(dashboard, f"token={BETA}")["groups"][0]["calls"] == 1
+    assert stats(dashboard, f"token={ADMIN}")["groups"][0]["calls"] == 3
+    assert stats(dashboard, f"token={ADMIN}&tenant=beta")["groups"][0]["calls"] == 1
+    hourly = stats(dashboard, f"token={ACME}&group_by=hour&from={(NOW - timedelta(hours=2)).isoformat()}")
+    assert hourly["group_by"] == "hour" and sum(g["calls"] for g in hourly["groups"]) == 2
 
 
 def test_the_snapshot_holds_the_viewers_calls_up_now_with_their_seq(engine: Engine) -> None:
