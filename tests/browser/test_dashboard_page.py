@@ -7,8 +7,10 @@ and the laptop view is saved as docs/dashboard.png.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,9 @@ from callworker.bus.probe import Probe
 from callworker.contract import utcnow
 from callworker.simulator import Simulator
 from callworker.store import make_engine
-from tests.browser.history import seed_calls
+from tests.browser.history import GATEWAYS, seed_calls
 from tests.integration.conftest import make_settings, start_worker
+from tests.integration.sse import fetch
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -82,6 +85,23 @@ def wait(driver: Any, condition: Any, timeout: float = 10.0) -> Any:
     return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
 
 
+def table(driver: Any, body_id: str) -> list[list[str]]:
+    return list(driver.execute_script(
+        "return Array.from(document.getElementById(arguments[0]).rows)"
+        ".map(tr => Array.from(tr.cells).map(td => td.innerText.trim()));", body_id))
+
+
+def bars(driver: Any, container_id: str) -> dict[str, int]:
+    """A bar chart's labels and counts as shown."""
+    return {label: int(count) for label, count in driver.execute_script(
+        "return Array.from(document.querySelectorAll('#' + arguments[0] + ' .bar'))"
+        ".map(b => [b.dataset.label, b.querySelector('.n').innerText]);", container_id)}
+
+
+def hour_ago() -> str:
+    return (utcnow() - timedelta(hours=1)).isoformat().replace("+", "%2B")
+
+
 def text(driver: Any, element_id: str) -> str:
     return str(driver.find_element("id", element_id).text)
 
@@ -105,6 +125,14 @@ def test_the_page_shows_the_tenants_calls_live_and_nothing_of_another_tenant(
     probe.event(lambda e: e.get("call_id") == held and e["type"] == "call.held")
     ringing = call(probe, ACME, "+15551230180", "call.ringing")
     theirs = call(probe, GLOBEX, "+15559994001", "call.answered")
+    # Three flash calls, two of them verified.
+    for n in range(3):
+        order = command(probe, ACME, "flashcall.create", phone=f"+1555765000{n}", return_code=True)
+        if n < 2:
+            assert command(probe, ACME, "flashcall.verify", id=order["id"], code=order["code"]["value"])["success"]
+        created = probe.event(lambda e, order=order: e.get("order_id") == order["id"])
+        carrier = created["data"]["call_id"]
+        probe.event(lambda e, carrier=carrier: e.get("call_id") == carrier and e["type"] == "call.cdr")
 
     browser.get(f"http://127.0.0.1:{worker.http.port}/dashboard?token={TOKENS[ACME]}")
     wait(browser, lambda d: len(rows(d)) == 3 and text(d, "link") == "live")
@@ -123,8 +151,30 @@ def test_the_page_shows_the_tenants_calls_live_and_nothing_of_another_tenant(
     wait(browser, lambda d: "+15551234001" not in {row[1] for row in rows(d)}, timeout=3)
     wait(browser, lambda d: text(d, "calls-count") == "3")
 
+    # The last hour's figures are those of stats.get, as a person reads them.
+    status, body = fetch(worker.http.port, f"/api/stats?token={TOKENS[ACME]}&from={hour_ago()}")
+    assert status == 200, body
+    figures = json.loads(body)["groups"][0]
+    assert figures["calls"] >= 60 + 2 + 4 + 3 and figures["flashcall"] == {
+        "orders": 3, "verified": 2, "conversion": pytest.approx(2 / 3, abs=1e-4)}
+    wait(browser, lambda d: text(d, "kpi-calls") == str(figures["calls"]))
+    assert text(browser, "kpi-asr") == f"{figures['asr'] * 100:.1f} %"
+    assert text(browser, "kpi-ner") == f"{figures['ner'] * 100:.1f} %"
+    assert text(browser, "kpi-flash") == "66.7 %" and text(browser, "kpi-flash-detail") == "2 of 3 verified"
+    assert text(browser, "kpi-mos") == f"{figures['avg_mos']:.2f}"
+    assert text(browser, "kpi-pdd") == f"{figures['pdd_ms_p50'] / 1000:.1f} / {figures['pdd_ms_p95'] / 1000:.1f} s"
+    causes = bars(browser, "causes")
+    assert causes["NORMAL_CLEARING"] == figures["hangup_causes"]["NORMAL_CLEARING"] and "USER_BUSY" in causes
+    assert bars(browser, "outcomes")["answered"] == figures["answered"]
+    assert sum(bars(browser, "mos").values()) > 0
+    gateways = {row[0] for row in table(browser, "gateways-body")}
+    assert set(GATEWAYS) <= gateways
+
     page = browser.find_element("tag name", "body").text
     assert "+15559994001" not in page and GLOBEX not in page and theirs[:8] not in page
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1280, height + 150)
+    wait(browser, lambda d: d.execute_script("return window.innerHeight") >= height)
     browser.save_screenshot(str(SCREENSHOT))
 
     # On a phone: the same page, nothing wider than the screen but the tables' own scroll.

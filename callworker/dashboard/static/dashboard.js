@@ -224,11 +224,12 @@
     $('kpi-ner').textContent = pct(g.ner);
     $('kpi-acd').textContent = g.acd_s === null || g.acd_s === undefined ? '–' : clock(g.acd_s);
     $('kpi-pdd').textContent = g.pdd_ms_p50 === null || g.pdd_ms_p50 === undefined ? '–'
-      : num(g.pdd_ms_p50, 0) + ' / ' + num(g.pdd_ms_p95, 0) + ' ms';
+      : num(g.pdd_ms_p50 / 1000, 1) + ' / ' + num(g.pdd_ms_p95 / 1000, 1) + ' s';
     $('kpi-minutes').textContent = num(g.minutes, 1);
     $('kpi-mos').textContent = num(g.avg_mos, 2);
     var f = g.flashcall || {};
-    $('kpi-flash').textContent = f.orders ? pct(f.conversion) + ' of ' + f.orders : '–';
+    $('kpi-flash').textContent = f.orders ? pct(f.conversion) : '–';
+    $('kpi-flash-detail').textContent = f.orders ? (f.verified || 0) + ' of ' + f.orders + ' verified' : '';
     bars($('outcomes'), g.calls ? [['answered', g.answered || 0], ['failed', g.failed || 0],
       ['cancelled', g.cancelled || 0]] : []);
     var causes = Object.keys(g.hangup_causes || {}).map(function (k) { return [k, g.hangup_causes[k]]; });
@@ -240,7 +241,7 @@
     (perGateway.groups || []).forEach(function (r) {
       var tr = el('tr');
       [r.key === null || r.key === undefined ? '(none)' : r.key, r.calls, pct(r.asr), pct(r.ner),
-        r.acd_s === null || r.acd_s === undefined ? '–' : clock(r.acd_s), num(r.pdd_ms_p50, 0, ' ms'),
+        r.acd_s === null || r.acd_s === undefined ? '–' : clock(r.acd_s), r.pdd_ms_p50 === null || r.pdd_ms_p50 === undefined ? '–' : num(r.pdd_ms_p50 / 1000, 1, ' s'),
         num(r.minutes, 1), num(r.avg_mos, 2)].forEach(function (v) { tr.appendChild(el('td', v)); });
       body.appendChild(tr);
     });
