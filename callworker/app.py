@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from callworker.bus.client import AmqpClient
 from callworker.bus.relay import OutboxItem, OutboxRelay
+from callworker.bus.upstream import Upstream
 from callworker.calls.admin import AdminCommands
 from callworker.calls.fsevents import PRECIOUS_EVENTS, SUBSCRIBED_EVENTS, EventPump
 from callworker.calls.hooks import HOOK_EVENTS, Hooks, hook_subscription
@@ -189,7 +190,9 @@ class Worker:
         )
         self.dashboard = Dashboard(
             book=self.policy, tenants=lambda: list(self.policy.in_force.file.tenants),
-            engine=self.engine, amqp_url=settings.amqp_url_value,
+            engine=self.engine,
+            # Each page's own queue, bound with its tenant's routing keys: the broker filters.
+            subscribe=lambda binding: Upstream(settings.amqp_url_value, bindings=[binding]),
         )
         self.http = HttpServer(settings.http_host, settings.http_port, health=self.health, registry=self.registry,
                                routes=self.dashboard.handle)

@@ -21,7 +21,8 @@ from sqlalchemy import Engine
 
 from callworker.contract import stats_window, to_iso, utcnow
 from callworker.dashboard.auth import TokenBook, Viewer, query, viewer_for
-from callworker.dashboard.live import EventStream
+from callworker.dashboard.live import EventStream, Subscription
+from callworker.dashboard.picture import snapshot
 from callworker.errors import BrokerUnavailable, StoreUnavailable
 from callworker.store.dashboard import mos_distribution
 from callworker.store.stats import GROUP_BY, call_stats
@@ -84,12 +85,13 @@ def window(params: dict[str, str], default: timedelta) -> tuple[datetime, dateti
 class Dashboard:
     """Answers the dashboard's paths; ``handle`` returns None for any other path."""
 
-    def __init__(self, *, book: TokenBook, tenants: Callable[[], list[str]], engine: Engine, amqp_url: str,
-                 max_streams: int = 64) -> None:
+    def __init__(self, *, book: TokenBook, tenants: Callable[[], list[str]], engine: Engine,
+                 subscribe: Callable[[str], Subscription], max_streams: int = 64) -> None:
+        """``subscribe(binding)`` binds a new queue on ``callworker.events`` (BrokerUnavailable if it cannot)."""
         self._book = book
         self._tenants = tenants
         self._engine = engine
-        self._amqp_url = amqp_url
+        self._subscribe = subscribe
         self._max_streams = max_streams
         self.streams = 0
         self._running = True
@@ -138,8 +140,13 @@ class Dashboard:
         if self.streams >= self._max_streams or not self._running:
             return _json(start_response, "503 Service Unavailable", {"error": "too many live streams"})
         tenants = sorted(self._tenants()) if viewer.admin else []
-        stream = EventStream(self._amqp_url, self._engine, viewer, tenants=tenants,
-                             still_allowed=lambda: viewer_for(self._book, params) == viewer,
+        subscription = self._subscribe(viewer.binding)  # bound first: nothing falls between it and the snapshot
+        try:
+            first = snapshot(self._engine, viewer, tenants)
+        except BaseException:
+            subscription.close()
+            raise
+        stream = EventStream(subscription, first, still_allowed=lambda: viewer_for(self._book, params) == viewer,
                              running=lambda: self._running)
         start_response("200 OK", [("Content-Type", "text/event-stream; charset=utf-8"),
                                   ("X-Accel-Buffering", "no"), *_COMMON])

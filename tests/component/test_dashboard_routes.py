@@ -17,8 +17,9 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, insert
 
 from callworker.dashboard import Dashboard, Viewer, viewer_for
-from callworker.dashboard.live import snapshot
+from callworker.dashboard.picture import snapshot
 from callworker.dashboard.routes import UNAUTHORIZED
+from callworker.errors import BrokerUnavailable
 from callworker.http import HttpServer
 from callworker.policy import PolicyBook
 from callworker.store import make_engine, migrate
@@ -72,7 +73,11 @@ def book(engine: Engine, tmp_path: Path) -> PolicyBook:
 @pytest.fixture
 def dashboard(book: PolicyBook, engine: Engine) -> Dashboard:
     return Dashboard(book=book, tenants=lambda: list(book.in_force.file.tenants), engine=engine,
-                     amqp_url="amqp://guest:guest@127.0.0.1:1/%2F")
+                     subscribe=no_broker)
+
+
+def no_broker(binding: str) -> Any:
+    raise BrokerUnavailable("RabbitMQ at 127.0.0.1:1 is not ready")
 
 
 def get(dashboard: Dashboard, path: str, query: str = "") -> Answer:

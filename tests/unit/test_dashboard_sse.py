@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from callworker.dashboard.live import BUCKET_S, WINDOW_S, history
+from callworker.dashboard.picture import BUCKET_S, WINDOW_S, history
 from callworker.dashboard.sse import comment, message, retry
 
 
