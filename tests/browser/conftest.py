@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,12 @@ def _browser_or_skip() -> tuple[str, str]:
             pytest.fail(f"browser tier: {why}", pytrace=False)
         pytest.skip(f"browser tier skipped: {why}")
     return chromium, driver
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture (the session's broker and database included): is there a browser?"""
+    if item.path.is_relative_to(Path(__file__).parent):
+        _browser_or_skip()
 
 
 @pytest.fixture
