@@ -101,7 +101,12 @@
       calls.set(id, next);
       if (ev.type === 'call.initiated' && !known) countInitiated(Date.parse(ev.occurred_at) || now());
     }
-    renderCalls();
+    renderSoon();
+  }
+  // A busy tenant sends many events a second: the table is redrawn at most five times a second.
+  var renderTimer = null;
+  function renderSoon() {
+    if (!renderTimer) renderTimer = setTimeout(function () { renderTimer = null; renderCalls(); }, 200);
   }
   function applySnapshot(snap) {
     offset = Date.parse(snap.now) - Date.now();
