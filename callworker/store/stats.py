@@ -1,7 +1,7 @@
 """Call KPIs (``stats.get``, CONTRACT section 3) computed in SQL from the stored rows.
 
-Strategy: three aggregate reads, each a range scan on its own ``(tenant, time)``
-index, merged here by group key:
+Strategy: three aggregate reads, each a range scan of its own table by its
+``(tenant, time)`` index, merged here by group key:
 
 - **calls** by ``initiated_at``, grouped by key and hangup cause: calls, answered,
   failed, cancelled, the calls NER counts as effective, and the causes;
@@ -10,10 +10,16 @@ index, merged here by group key:
 
 The group key is the gateway (null for calls placed without one: inbound calls),
 the UTC hour (``2026-12-02T04:00:00+00:00``) or the UTC day (``2026-12-02``) of
-the row's own time, or ``"all"``. PostgreSQL computes the PDD percentiles with
-``percentile_cont``; SQLite, which has none, gets the values and computes the same
-interpolation here. A range with no rows answers one group of zeros and nulls
-(``none``) or no group at all (the others).
+the row's own time, or ``"all"``. The PDD percentiles are PostgreSQL's
+``percentile_cont`` (linear interpolation). Grouped by hour or day on
+PostgreSQL they are ``percentile_cont`` itself: CDRs are stored in time order,
+so sorting a range by hour is cheap. Otherwise (one group, gateways, and every
+grouping on SQLite, which has no percentile_cont) one hashed pass counts each
+key's rows per PDD value, and the two values at the percentile's ranks are read
+off the running count: no sort of a month of rows by gateway. On PostgreSQL the
+CDRs are read on a second connection beside the calls and orders, and the
+statements may use 128 MB for their sorts and hashes. A range with no rows
+answers one group of zeros and nulls (``none``) or no group at all (the others).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, case, cast, func, literal_column, or_, select, text
+from sqlalchemy import Connection, Engine, Select, case, cast, func, or_, select, text
 from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import String
@@ -106,8 +112,16 @@ def _calls_rows(conn: Connection, tenant: str | None, from_: datetime, to: datet
 
 
 def _cdrs_rows(conn: Connection, tenant: str | None, from_: datetime, to: datetime, group_by: str) -> list[Any]:
-    pg = conn.dialect.name == "postgresql"
+    """ACD, minutes, cost, MOS and the PDD percentiles of the CDRs, by key."""
     key = _key_expr(CDRS.c.start_stamp, group_by, conn.dialect.name, CDRS.c.gateway)
+    if conn.dialect.name == "postgresql" and group_by in ("hour", "day"):
+        return _cdrs_sorted(conn, key, tenant, from_, to)
+    return _cdrs_histogram(conn, key, tenant, from_, to)
+
+
+def _cdrs_sorted(conn: Connection, key: ColumnElement[Any] | None, tenant: str | None, from_: datetime,
+                 to: datetime) -> list[dict[str, Any]]:
+    """PostgreSQL's percentile_cont over each group (rows come in time order: the sort by key is cheap)."""
     answered = CDRS.c.answer_stamp.is_not(None)
     columns: list[Any] = [
         func.count().label("cdrs"),
@@ -115,35 +129,75 @@ def _cdrs_rows(conn: Connection, tenant: str | None, from_: datetime, to: dateti
         func.coalesce(func.sum(CDRS.c.billsec), 0).label("billsec"),
         func.coalesce(func.sum(CDRS.c.cost_cents), 0).label("cost_cents"),
         func.avg(CDRS.c.rtp_audio_in_mos).label("avg_mos"),
-    ]
-    if pg:
         # Both from one sort of the group's PDDs.
-        columns.append(func.percentile_cont(_FRACTIONS).within_group(CDRS.c.pdd_ms).label("pdd_ms"))
+        func.percentile_cont(_FRACTIONS).within_group(CDRS.c.pdd_ms).label("pdd_ms"),
+    ]
     stmt: Select[Any] = select(*(([key.label("key")] if key is not None else []) + columns)).select_from(CDRS)
     stmt = _window(stmt, CDRS.c.tenant, CDRS.c.start_stamp, tenant, from_, to)
     if key is not None:
         stmt = stmt.group_by(key)
-    # An aggregate without GROUP BY answers one row even for no CDR.
     rows = [dict(row) for row in conn.execute(stmt).mappings() if row["cdrs"]]
     for row in rows:
         row["pdd_ms_p50"], row["pdd_ms_p95"] = row.pop("pdd_ms", None) or (None, None)
-    if not pg:
-        _sqlite_percentiles(conn, rows, key, tenant, from_, to)
     return rows
 
 
-def _sqlite_percentiles(conn: Connection, rows: list[dict[str, Any]], key: ColumnElement[Any] | None,
-                        tenant: str | None, from_: datetime, to: datetime) -> None:
-    """percentile_cont's answer, computed over the PDD values read back (SQLite)."""
-    key_col = key.label("key") if key is not None else literal_column("NULL").label("key")
-    stmt: Select[Any] = select(key_col, CDRS.c.pdd_ms).select_from(CDRS).where(CDRS.c.pdd_ms.is_not(None))
-    stmt = _window(stmt, CDRS.c.tenant, CDRS.c.start_stamp, tenant, from_, to)
-    values: dict[Any, list[float]] = defaultdict(list)
-    for raw_key, pdd in conn.execute(stmt):
-        values[raw_key].append(float(pdd))
-    for group in rows:  # every PDD is of a CDR counted in ``rows``
-        pdds = sorted(values.get(group.get("key"), ()))
-        group["pdd_ms_p50"], group["pdd_ms_p95"] = percentile(pdds, 0.5), percentile(pdds, 0.95)
+def _cdrs_histogram(conn: Connection, key: ColumnElement[Any] | None, tenant: str | None, from_: datetime,
+                    to: datetime) -> list[dict[str, Any]]:
+    """The same figures from one hashed pass: per key and PDD value the sums, then the percentiles
+    read off the running count of each key's PDD values (no sort of the rows themselves; any SQL)."""
+    answered_billsec = case((CDRS.c.answer_stamp.is_not(None), CDRS.c.billsec))
+    keys = [key.label("key")] if key is not None else []
+    hist_stmt: Select[Any] = select(
+        *keys, CDRS.c.pdd_ms.label("pdd"), func.count().label("n"),
+        func.sum(answered_billsec).label("acd_sum"), func.count(answered_billsec).label("acd_n"),
+        func.sum(CDRS.c.billsec).label("billsec"), func.sum(CDRS.c.cost_cents).label("cost_cents"),
+        func.sum(CDRS.c.rtp_audio_in_mos).label("mos_sum"), func.count(CDRS.c.rtp_audio_in_mos).label("mos_n"),
+    ).select_from(CDRS)
+    hist_stmt = _window(hist_stmt, CDRS.c.tenant, CDRS.c.start_stamp, tenant, from_, to)
+    hist = hist_stmt.group_by(*([key] if key is not None else []), CDRS.c.pdd_ms).cte("hist")
+    has_pdd = hist.c.pdd.is_not(None)
+    part = [hist.c.key] if key is not None else None
+    ranked = select(
+        hist,
+        func.sum(hist.c.n).filter(has_pdd).over(partition_by=part, order_by=hist.c.pdd, rows=(None, 0)).label("cum"),
+        func.sum(hist.c.n).filter(has_pdd).over(partition_by=part).label("total"),
+    ).cte("ranked")
+    # percentile_cont(f): the values at 0-based ranks floor and ceil of f * (total - 1), interpolated.
+    bounds = []
+    for name, fraction in (("p50", 0.5), ("p95", 0.95)):
+        for end, rank in (("lo", func.floor(fraction * (ranked.c.total - 1))),
+                          ("hi", func.ceil(fraction * (ranked.c.total - 1)))):
+            bounds.append(func.min(ranked.c.pdd).filter(ranked.c.cum > rank).label(f"{name}_{end}"))
+    stmt = select(
+        *([ranked.c.key] if key is not None else []), func.sum(ranked.c.n).label("cdrs"),
+        func.sum(ranked.c.acd_sum).label("acd_sum"), func.sum(ranked.c.acd_n).label("acd_n"),
+        func.coalesce(func.sum(ranked.c.billsec), 0).label("billsec"),
+        func.coalesce(func.sum(ranked.c.cost_cents), 0).label("cost_cents"),
+        func.sum(ranked.c.mos_sum).label("mos_sum"), func.sum(ranked.c.mos_n).label("mos_n"),
+        func.max(ranked.c.total).label("total"), *bounds,
+    )
+    if key is not None:
+        stmt = stmt.group_by(ranked.c.key)
+    return [_from_histogram(dict(row)) for row in conn.execute(stmt).mappings() if row["cdrs"]]
+
+
+def _from_histogram(row: dict[str, Any]) -> dict[str, Any]:
+    def mean(total: Any, count: Any) -> float | None:
+        return float(total) / int(count) if count else None
+
+    def between(fraction: float, low: Any, high: Any) -> float | None:
+        if low is None:
+            return None
+        position = fraction * (int(row["total"]) - 1)
+        return float(low) + (float(high) - float(low)) * (position - math.floor(position))
+
+    return {
+        "key": row.get("key"), "cdrs": row["cdrs"], "billsec": row["billsec"], "cost_cents": row["cost_cents"],
+        "acd_s": mean(row["acd_sum"], row["acd_n"]), "avg_mos": mean(row["mos_sum"], row["mos_n"]),
+        "pdd_ms_p50": between(0.5, row["p50_lo"], row["p50_hi"]),
+        "pdd_ms_p95": between(0.95, row["p95_lo"], row["p95_hi"]),
+    }
 
 
 def percentile(ordered: Sequence[float], fraction: float) -> float | None:
