@@ -28,7 +28,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, case, cast, func, or_, select, text
@@ -73,7 +73,8 @@ def _key_text(value: Any, group_by: str) -> Key:
     if group_by == "gateway":
         return None if value is None else str(value)
     if isinstance(value, datetime):
-        moment = value.replace(tzinfo=None)
+        # psycopg answers in the session's time zone, whatever it is.
+        moment = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
     elif isinstance(value, date):
         moment = datetime(value.year, value.month, value.day)
     else:  # SQLite's prefix
