@@ -29,7 +29,7 @@ from callworker.contract import (
 )
 from callworker.store.stats import call_stats
 
-__all__ = ["StatsCommands"]
+__all__ = ["StatsCommands", "within_reply"]
 
 # Room left in a reply for its envelope.
 _ROOM = MAX_BODY_BYTES - 1024
@@ -60,10 +60,16 @@ class StatsCommands:
         # The admin's command names its tenant in "tenant" (None: all); a tenant's is its own.
         tenant = getattr(command, "target", None) if command.ADMIN else command.tenant
         groups = call_stats(self._engine, tenant=tenant, from_=start, to=end, group_by=command.group_by)
-        result: dict[str, Any] = {"from": to_iso(start), "to": to_iso(end), "group_by": command.group_by,
-                                  "groups": groups}
-        size = len(encode_json(result))
-        while size > _ROOM and len(groups) > 1:
-            size -= len(encode_json(groups.pop())) + 1
-            result["has_more"] = True
+        return within_reply({"from": to_iso(start), "to": to_iso(end), "group_by": command.group_by,
+                             "groups": groups})
+
+
+def within_reply(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` with its last groups left out (and ``has_more``) while it would pass 64 KiB."""
+    groups = list(result["groups"])
+    size = len(encode_json(result))
+    while size > _ROOM and len(groups) > 1:
+        size -= len(encode_json(groups.pop())) + 1
+    if len(groups) == len(result["groups"]):
         return result
+    return {**result, "groups": groups, "has_more": True}

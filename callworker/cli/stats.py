@@ -54,7 +54,7 @@ def _number(value: Any) -> str:
 def _key(group: Mapping[str, Any], group_by: str | None = None) -> str:
     key = group.get("key")
     if key is None and group_by == "gateway":
-        return "no-gateway"  # inbound calls, and flash calls whose call is gone
+        return "no-gateway"  # inbound calls, and calls stored before gateways were kept
     return "all" if key in (None, "", "none") else str(key)
 
 

@@ -283,7 +283,7 @@ class FlashcallService:
             phone_key=phone_key(command.phone), status=OrderStatus.OPEN,
             code_hmac=code_hmac(self._key, order_id, code), code_len=len(code), cid_prefix=prefix,
             max_attempts=self._max_attempts, created_at=now, expires_at=now + self._ttl,
-            call_id=call_id, call_status="initiated", user_id=command.user_id,
+            call_id=call_id, call_status="initiated", user_id=command.user_id, gateway=self._gateway,
         )
         call = CallRecord(
             call_id=call_id, tenant=command.tenant, node=self._node, direction="outbound",

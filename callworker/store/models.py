@@ -295,6 +295,8 @@ class FlashcallOrder(Base):
     expires_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
     user_id: Mapped[str | None] = mapped_column(String(USER_ID_LENGTH))
+    # The gateway its call is placed through.
+    gateway: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

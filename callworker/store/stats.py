@@ -1,7 +1,7 @@
 """Call KPIs (``stats.get``, CONTRACT section 3) computed in SQL from the stored rows.
 
-Strategy: three aggregate reads, each a range scan on its own ``(tenant, time)``
-index, merged here by group key:
+Strategy: three aggregate reads, each a range scan of its own table by its
+``(tenant, time)`` index, merged here by group key:
 
 - **calls** by ``initiated_at``, grouped by key and hangup cause: calls, answered,
   failed, cancelled, the calls NER counts as effective, and the causes;
@@ -10,10 +10,16 @@ index, merged here by group key:
 
 The group key is the gateway (null for calls placed without one: inbound calls),
 the UTC hour (``2026-12-02T04:00:00+00:00``) or the UTC day (``2026-12-02``) of
-the row's own time, or ``"all"``. PostgreSQL computes the PDD percentiles with
-``percentile_cont``; SQLite, which has none, gets the values and computes the same
-interpolation here. A range with no rows answers one group of zeros and nulls
-(``none``) or no group at all (the others).
+the row's own time, or ``"all"``. The PDD percentiles are PostgreSQL's
+``percentile_cont`` (linear interpolation). Grouped by hour or day on
+PostgreSQL they are ``percentile_cont`` itself: CDRs are stored in time order,
+so sorting a range by hour is cheap. Otherwise (one group, gateways, and every
+grouping on SQLite, which has no percentile_cont) one hashed pass counts each
+key's rows per PDD value, and the two values at the percentile's ranks are read
+off the running count: no sort of a month of rows by gateway. On PostgreSQL the
+CDRs are read on a second connection beside the calls and orders, and the
+statements may use 128 MB for their sorts and hashes. A range with no rows
+answers one group of zeros and nulls (``none``) or no group at all (the others).
 """
 
 from __future__ import annotations
@@ -21,14 +27,16 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, case, cast, func, literal_column, or_, select
+from sqlalchemy import Connection, Engine, Select, case, cast, func, or_, select, text
+from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import String
 
-from callworker.store.db import autocommit, guarded
+from callworker.store.db import guarded
 from callworker.store.models import CALLS, CDRS, FLASHCALL_ORDERS
 
 __all__ = ["GROUP_BY", "NER_CAUSES", "call_stats", "empty_group", "percentile"]
@@ -38,6 +46,9 @@ GROUP_BY = ("none", "gateway", "hour", "day")
 # called user was busy, did not answer, or rejected the call.
 NER_CAUSES = ("USER_BUSY", "NO_ANSWER", "NO_USER_RESPONSE", "CALL_REJECTED")
 ALL_KEY = "all"
+_FRACTIONS = array([0.5, 0.95])
+# PostgreSQL's sorts and hashes of a month of rows stay in memory with this (it is a cap, not an allocation).
+_WORK_MEM = "128MB"
 
 Key = str | None
 
@@ -49,7 +60,8 @@ def _key_expr(column: Any, group_by: str, dialect: str, gateway: Any = None) -> 
     if group_by == "gateway":
         return gateway  # type: ignore[no-any-return]
     if dialect == "postgresql":
-        return func.date_trunc(group_by, func.timezone("UTC", column))
+        # Whole UTC hours or days by arithmetic on the instant: no time zone looked up per row.
+        return func.date_bin(text(f"interval '1 {group_by}'"), column, text("TIMESTAMPTZ '2000-01-01 00:00:00+00'"))
     # SQLite stores UTC as "YYYY-MM-DD HH:MM:SS.ffffff": the hour and the day are prefixes.
     return func.substr(cast(column, String), 1, 13 if group_by == "hour" else 10)
 
@@ -61,7 +73,8 @@ def _key_text(value: Any, group_by: str) -> Key:
     if group_by == "gateway":
         return None if value is None else str(value)
     if isinstance(value, datetime):
-        moment = value.replace(tzinfo=None)
+        # psycopg answers in the session's time zone, whatever it is.
+        moment = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
     elif isinstance(value, date):
         moment = datetime(value.year, value.month, value.day)
     else:  # SQLite's prefix
@@ -100,8 +113,16 @@ def _calls_rows(conn: Connection, tenant: str | None, from_: datetime, to: datet
 
 
 def _cdrs_rows(conn: Connection, tenant: str | None, from_: datetime, to: datetime, group_by: str) -> list[Any]:
-    pg = conn.dialect.name == "postgresql"
+    """ACD, minutes, cost, MOS and the PDD percentiles of the CDRs, by key."""
     key = _key_expr(CDRS.c.start_stamp, group_by, conn.dialect.name, CDRS.c.gateway)
+    if conn.dialect.name == "postgresql" and group_by in ("hour", "day"):
+        return _cdrs_sorted(conn, key, tenant, from_, to)
+    return _cdrs_histogram(conn, key, tenant, from_, to)
+
+
+def _cdrs_sorted(conn: Connection, key: ColumnElement[Any] | None, tenant: str | None, from_: datetime,
+                 to: datetime) -> list[dict[str, Any]]:
+    """PostgreSQL's percentile_cont over each group (rows come in time order: the sort by key is cheap)."""
     answered = CDRS.c.answer_stamp.is_not(None)
     columns: list[Any] = [
         func.count().label("cdrs"),
@@ -109,35 +130,75 @@ def _cdrs_rows(conn: Connection, tenant: str | None, from_: datetime, to: dateti
         func.coalesce(func.sum(CDRS.c.billsec), 0).label("billsec"),
         func.coalesce(func.sum(CDRS.c.cost_cents), 0).label("cost_cents"),
         func.avg(CDRS.c.rtp_audio_in_mos).label("avg_mos"),
+        # Both from one sort of the group's PDDs.
+        func.percentile_cont(_FRACTIONS).within_group(CDRS.c.pdd_ms).label("pdd_ms"),
     ]
-    if pg:
-        columns += [
-            func.percentile_cont(0.5).within_group(CDRS.c.pdd_ms).label("pdd_ms_p50"),
-            func.percentile_cont(0.95).within_group(CDRS.c.pdd_ms).label("pdd_ms_p95"),
-        ]
     stmt: Select[Any] = select(*(([key.label("key")] if key is not None else []) + columns)).select_from(CDRS)
     stmt = _window(stmt, CDRS.c.tenant, CDRS.c.start_stamp, tenant, from_, to)
     if key is not None:
         stmt = stmt.group_by(key)
-    # An aggregate without GROUP BY answers one row even for no CDR.
     rows = [dict(row) for row in conn.execute(stmt).mappings() if row["cdrs"]]
-    if not pg:
-        _sqlite_percentiles(conn, rows, key, tenant, from_, to)
+    for row in rows:
+        row["pdd_ms_p50"], row["pdd_ms_p95"] = row.pop("pdd_ms", None) or (None, None)
     return rows
 
 
-def _sqlite_percentiles(conn: Connection, rows: list[dict[str, Any]], key: ColumnElement[Any] | None,
-                        tenant: str | None, from_: datetime, to: datetime) -> None:
-    """percentile_cont's answer, computed over the PDD values read back (SQLite)."""
-    key_col = key.label("key") if key is not None else literal_column("NULL").label("key")
-    stmt: Select[Any] = select(key_col, CDRS.c.pdd_ms).select_from(CDRS).where(CDRS.c.pdd_ms.is_not(None))
-    stmt = _window(stmt, CDRS.c.tenant, CDRS.c.start_stamp, tenant, from_, to)
-    values: dict[Any, list[float]] = defaultdict(list)
-    for raw_key, pdd in conn.execute(stmt):
-        values[raw_key].append(float(pdd))
-    for group in rows:  # every PDD is of a CDR counted in ``rows``
-        pdds = sorted(values.get(group.get("key"), ()))
-        group["pdd_ms_p50"], group["pdd_ms_p95"] = percentile(pdds, 0.5), percentile(pdds, 0.95)
+def _cdrs_histogram(conn: Connection, key: ColumnElement[Any] | None, tenant: str | None, from_: datetime,
+                    to: datetime) -> list[dict[str, Any]]:
+    """The same figures from one hashed pass: per key and PDD value the sums, then the percentiles
+    read off the running count of each key's PDD values (no sort of the rows themselves; any SQL)."""
+    answered_billsec = case((CDRS.c.answer_stamp.is_not(None), CDRS.c.billsec))
+    keys = [key.label("key")] if key is not None else []
+    hist_stmt: Select[Any] = select(
+        *keys, CDRS.c.pdd_ms.label("pdd"), func.count().label("n"),
+        func.sum(answered_billsec).label("acd_sum"), func.count(answered_billsec).label("acd_n"),
+        func.sum(CDRS.c.billsec).label("billsec"), func.sum(CDRS.c.cost_cents).label("cost_cents"),
+        func.sum(CDRS.c.rtp_audio_in_mos).label("mos_sum"), func.count(CDRS.c.rtp_audio_in_mos).label("mos_n"),
+    ).select_from(CDRS)
+    hist_stmt = _window(hist_stmt, CDRS.c.tenant, CDRS.c.start_stamp, tenant, from_, to)
+    hist = hist_stmt.group_by(*([key] if key is not None else []), CDRS.c.pdd_ms).cte("hist")
+    has_pdd = hist.c.pdd.is_not(None)
+    part = [hist.c.key] if key is not None else None
+    ranked = select(
+        hist,
+        func.sum(hist.c.n).filter(has_pdd).over(partition_by=part, order_by=hist.c.pdd, rows=(None, 0)).label("cum"),
+        func.sum(hist.c.n).filter(has_pdd).over(partition_by=part).label("total"),
+    ).cte("ranked")
+    # percentile_cont(f): the values at 0-based ranks floor and ceil of f * (total - 1), interpolated.
+    bounds = []
+    for name, fraction in (("p50", 0.5), ("p95", 0.95)):
+        for end, rank in (("lo", func.floor(fraction * (ranked.c.total - 1))),
+                          ("hi", func.ceil(fraction * (ranked.c.total - 1)))):
+            bounds.append(func.min(ranked.c.pdd).filter(ranked.c.cum > rank).label(f"{name}_{end}"))
+    stmt = select(
+        *([ranked.c.key] if key is not None else []), func.sum(ranked.c.n).label("cdrs"),
+        func.sum(ranked.c.acd_sum).label("acd_sum"), func.sum(ranked.c.acd_n).label("acd_n"),
+        func.coalesce(func.sum(ranked.c.billsec), 0).label("billsec"),
+        func.coalesce(func.sum(ranked.c.cost_cents), 0).label("cost_cents"),
+        func.sum(ranked.c.mos_sum).label("mos_sum"), func.sum(ranked.c.mos_n).label("mos_n"),
+        func.max(ranked.c.total).label("total"), *bounds,
+    )
+    if key is not None:
+        stmt = stmt.group_by(ranked.c.key)
+    return [_from_histogram(dict(row)) for row in conn.execute(stmt).mappings() if row["cdrs"]]
+
+
+def _from_histogram(row: dict[str, Any]) -> dict[str, Any]:
+    def mean(total: Any, count: Any) -> float | None:
+        return float(total) / int(count) if count else None
+
+    def between(fraction: float, low: Any, high: Any) -> float | None:
+        if low is None:
+            return None
+        position = fraction * (int(row["total"]) - 1)
+        return float(low) + (float(high) - float(low)) * (position - math.floor(position))
+
+    return {
+        "key": row.get("key"), "cdrs": row["cdrs"], "billsec": row["billsec"], "cost_cents": row["cost_cents"],
+        "acd_s": mean(row["acd_sum"], row["acd_n"]), "avg_mos": mean(row["mos_sum"], row["mos_n"]),
+        "pdd_ms_p50": between(0.5, row["p50_lo"], row["p50_hi"]),
+        "pdd_ms_p95": between(0.95, row["p95_lo"], row["p95_hi"]),
+    }
 
 
 def percentile(ordered: Sequence[float], fraction: float) -> float | None:
@@ -152,11 +213,7 @@ def percentile(ordered: Sequence[float], fraction: float) -> float | None:
 
 def _orders_rows(conn: Connection, tenant: str | None, from_: datetime, to: datetime, group_by: str) -> list[Any]:
     orders = FLASHCALL_ORDERS
-    gateway = None
-    if group_by == "gateway":
-        # The order's gateway is its call's.
-        gateway = select(CALLS.c.gateway).where(CALLS.c.call_id == orders.c.call_id).scalar_subquery()
-    key = _key_expr(orders.c.created_at, group_by, conn.dialect.name, gateway)
+    key = _key_expr(orders.c.created_at, group_by, conn.dialect.name, orders.c.gateway)
     columns = [func.count().label("orders"), _count(orders.c.status == "verified").label("verified")]
     stmt = select(*(([key.label("key")] if key is not None else []) + columns)).select_from(orders)
     stmt = _window(stmt, orders.c.tenant, orders.c.created_at, tenant, from_, to)
@@ -227,8 +284,21 @@ def call_stats(engine: Engine, *, tenant: str | None, from_: datetime, to: datet
     """The KPI groups of ``tenant`` (None: every tenant) over ``[from_, to)``, as ``stats.get`` answers them."""
     if group_by not in GROUP_BY:
         raise ValueError(f"group_by must be one of {', '.join(GROUP_BY)}")
-    with autocommit(engine).connect() as conn:
-        calls = _calls_rows(conn, tenant, from_, to, group_by)
-        cdrs = _cdrs_rows(conn, tenant, from_, to, group_by)
-        orders = _orders_rows(conn, tenant, from_, to, group_by)
-    return _merge(group_by, calls, cdrs, orders)
+    if engine.dialect.name != "postgresql":
+        with engine.connect() as conn:
+            return _merge(group_by, *(read(conn, tenant, from_, to, group_by) for read in _READS))
+    # PostgreSQL: the CDRs' query (a sort, on one core) beside the calls' and orders' (on another).
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        cdrs = pool.submit(_pg_reads, engine, (_cdrs_rows,), tenant, from_, to, group_by)
+        calls, orders = _pg_reads(engine, (_calls_rows, _orders_rows), tenant, from_, to, group_by)
+        return _merge(group_by, calls, cdrs.result()[0], orders)
+
+
+_READS = (_calls_rows, _cdrs_rows, _orders_rows)
+
+
+def _pg_reads(engine: Engine, reads: Sequence[Any], tenant: str | None, from_: datetime, to: datetime,
+              group_by: str) -> list[list[Any]]:
+    with engine.connect() as conn, conn.begin():
+        conn.execute(text(f"SET LOCAL work_mem = '{_WORK_MEM}'"))
+        return [read(conn, tenant, from_, to, group_by) for read in reads]

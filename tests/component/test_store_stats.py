@@ -35,12 +35,12 @@ def _ended(tenant: str, at: datetime, *, status: str, cause: str | None, gateway
     return call, cdr
 
 
-def _order(tenant: str, at: datetime, status: str, call_id: str | None) -> dict[str, Any]:
+def _order(tenant: str, at: datetime, status: str, call_id: str | None, gateway: str | None = None) -> dict[str, Any]:
     return {
         "order_id": str(uuid.uuid4()), "tenant": tenant, "node": "fs1", "phone": "+15551230000",
         "phone_key": "15551230000", "status": status, "code_hmac": "0" * 64, "code_len": 4,
         "cid_prefix": "+1555", "call_id": call_id, "max_attempts": 3, "created_at": at,
-        "expires_at": at + timedelta(minutes=5), "updated_at": at,
+        "expires_at": at + timedelta(minutes=5), "updated_at": at, "gateway": gateway,
     }
 
 
@@ -67,8 +67,8 @@ def seed(engine: Engine) -> None:
     cdrs = [cdr for _call, cdr in rows if cdr is not None]
     failure_call = calls[5]["call_id"]
     orders = [
-        _order("acme", T0, "verified", failure_call),
-        _order("acme", T0 + timedelta(minutes=1), "expired", failure_call),
+        _order("acme", T0, "verified", failure_call, "gw1"),
+        _order("acme", T0 + timedelta(minutes=1), "expired", failure_call, "gw1"),
         _order("acme", T0 + timedelta(minutes=2), "open", None),
         _order("beta", T0, "verified", None),
         _order("acme", TO, "verified", None),
@@ -128,7 +128,7 @@ class StatsContract:
         seed(engine)
         groups = call_stats(engine, tenant="acme", from_=FROM, to=TO, group_by="gateway")
         by_key = {g["key"]: g for g in groups}
-        assert list(by_key) == ["gw1", "gw2", None]  # orders whose call is not stored: no gateway
+        assert list(by_key) == ["gw1", "gw2", None]  # an order stored without its gateway
         assert (by_key["gw1"]["calls"], by_key["gw1"]["answered"], by_key["gw1"]["failed"]) == (5, 1, 3)
         assert by_key["gw1"]["ner"] == 0.6 and by_key["gw1"]["flashcall"]["orders"] == 2
         assert (by_key["gw2"]["calls"], by_key["gw2"]["cancelled"], by_key["gw2"]["acd_s"]) == (2, 1, 30.0)
