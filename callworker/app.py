@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from callworker.bus.client import AmqpClient
 from callworker.bus.relay import OutboxItem, OutboxRelay
+from callworker.bus.upstream import Upstream
 from callworker.calls.admin import AdminCommands
 from callworker.calls.fsevents import PRECIOUS_EVENTS, SUBSCRIBED_EVENTS, EventPump
 from callworker.calls.hooks import HOOK_EVENTS, Hooks, hook_subscription
@@ -34,7 +35,9 @@ from callworker.calls.reconcile import reconcile
 from callworker.calls.replay import EventReplay
 from callworker.calls.resync import Reconciler
 from callworker.calls.service import CallService
+from callworker.calls.stats import StatsCommands
 from callworker.config import Settings, mask_url
+from callworker.dashboard import Dashboard
 from callworker.errors import StoreUnavailable
 from callworker.esl.buffer import EventBuffer
 from callworker.esl.connection import EslConnection
@@ -180,6 +183,7 @@ class Worker:
         self.admin = AdminCommands(journal=self.journal, policy=self.policy)
         self.intake.add_handlers(self.admin.handlers())
         self.intake.add_handlers(EventReplay(journal=self.journal, engine=self.engine).handlers())
+        self.intake.add_handlers(StatsCommands(journal=self.journal, engine=self.engine).handlers())
         self.privacy = Privacy(
             journal=self.journal, engine=self.engine,
             key=privacy_key(settings.flashcall_key()),
@@ -196,7 +200,14 @@ class Worker:
             connected=lambda: self.esl.connected,
             on_reconciled=self._take_commands,
         )
-        self.http = HttpServer(settings.http_host, settings.http_port, health=self.health, registry=self.registry)
+        self.dashboard = Dashboard(
+            book=self.policy, tenants=lambda: list(self.policy.in_force.file.tenants),
+            engine=self.engine,
+            # Each page's own queue, bound with its tenant's routing keys: the broker filters.
+            subscribe=lambda binding: Upstream(settings.amqp_url_value, bindings=[binding]),
+        )
+        self.http = HttpServer(settings.http_host, settings.http_port, health=self.health, registry=self.registry,
+                               routes=self.dashboard.handle)
         self._metrics()
 
     # ------------------------------------------------------------------ life
@@ -235,6 +246,7 @@ class Worker:
     def stop(self, timeout: float = 15.0) -> None:
         """Stop taking commands, finish those in hand, journal what FreeSWITCH said, flush, close."""
         self.bus.pause_consuming()
+        self.dashboard.stop()
         # Closing the sockets ends the inbound calls; their hangups are still journalled.
         self.socket_server.stop()
         self.intake.drain(timeout / 3)

@@ -20,7 +20,7 @@ from callworker.calls.clean import clean_token
 from callworker.calls.journal import Journal, Unit
 from callworker.calls.record import CallRecord
 from callworker.calls.states import ANSWERED_STATUSES, FS_EVENT_SIGNALS, TERMINAL, Signal, end_signal
-from callworker.contract import utcnow
+from callworker.contract import cdr_data, utcnow
 from callworker.esl.codec import Event
 from callworker.policy.cost import cost_cents, quality_score
 from callworker.store.usage import ended
@@ -64,8 +64,7 @@ def end_call(
         # Its slot among the calls not yet ended is given back in the batch that ends it.
         unit.batch.usage.extend(ended(record.tenant, record.user_id))
     unit.cdr(row)
-    data = {name: row.get(name) for name in _CDR_EVENT_FIELDS}
-    unit.emit(record, "call.cdr", occurred_at, _jsonable(data))
+    unit.emit(record, "call.cdr", occurred_at, cdr_data(row))
 
 
 def end_reconstructed(unit: Unit, record: CallRecord) -> None:
@@ -76,21 +75,6 @@ def end_reconstructed(unit: Unit, record: CallRecord) -> None:
     if answered and record.answered_at is not None:
         cdr["answer_stamp"] = record.answered_at
     end_call(unit, record, cause=cause, occurred_at=unit.now, cdr=cdr, reconstructed=True)
-
-
-_CDR_EVENT_FIELDS = (
-    "call_id", "tenant", "direction", "caller_id_name", "caller_id_number", "destination_number",
-    "start_stamp", "answer_stamp", "end_stamp", "duration", "billsec", "billmsec", "hangup_cause",
-    "hangup_cause_q850", "sip_hangup_disposition", "pdd_ms", "rtp_audio_in_mos", "read_codec",
-    "write_codec", "missed_call", "node", "flashcall_order_id", "user_id", "cost_cents", "quality_score",
-    "recordings",
-)
-
-
-def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
-    from callworker.contract import to_iso
-
-    return {k: to_iso(v) if isinstance(v, datetime) else v for k, v in data.items()}
 
 
 def _signal_op(

@@ -37,8 +37,16 @@ class CallRecord:
     # Set once, when the call ends and its CDR is stored.
     cost_cents: int | None = None
     quality_score: float | None = None
+    # The gateway an outbound call was placed through (None: inbound).
+    gateway: str | None = None
     # Not persisted: whether FreeSWITCH has shown a channel for this call yet.
     channel_seen: bool = False
+    # Not persisted: the hold and mute state last asked of FreeSWITCH (None: never asked).
+    # FreeSWITCH's CHANNEL_HOLD comes after the command's reply, and mute has no event, so
+    # a second command right after the first must compare with what was asked, not with
+    # what has been reported.
+    hold_asked: bool | None = None
+    mute_asked: bool | None = None
     # Not persisted: what privacy.erase erased from this live call; what FreeSWITCH or the
     # dialplan still say of it (its CDR, hook events) is erased the same way.
     scrubs: tuple[Subject, ...] = ()
@@ -69,5 +77,5 @@ class CallRecord:
 
 
 CALL_COLUMNS: tuple[str, ...] = tuple(
-    f.name for f in fields(CallRecord) if f.name not in ("channel_seen", "scrubs")
+    f.name for f in fields(CallRecord) if f.name not in ("channel_seen", "hold_asked", "mute_asked", "scrubs")
 )

@@ -18,6 +18,8 @@ from .commands import (
     PrivacyEraseCommand,
     PrivacyExportCommand,
     RecordCommand,
+    StatsGetCommand,
+    stats_window,
 )
 from .common import (
     CALLER_ID_NAME_RE,
@@ -67,6 +69,8 @@ __all__ = [
     "TERMINAL_STATUSES",
     "UUID_RE",
     "CallEventsCommand",
+    "StatsGetCommand",
+    "stats_window",
     "CallGetCommand",
     "CallListCommand",
     "CallStatus",

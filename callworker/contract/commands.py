@@ -10,7 +10,7 @@ ignored so that newer clients may add optional fields.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
@@ -46,7 +46,12 @@ __all__ = [
     "PrivacyEraseCommand",
     "PrivacyExportCommand",
     "RecordCommand",
+    "STATS_DEFAULT_SPAN",
+    "STATS_GROUP_BY",
+    "STATS_MAX_SPAN",
+    "StatsGetCommand",
     "Tenant",
+    "stats_window",
     "UserId",
 ]
 
@@ -59,6 +64,17 @@ _MAX_TIMESTAMP_CHARS = 64
 SOUND_RE = re.compile(r"\A[A-Za-z0-9_-]{1,64}\.wav\Z")
 TONE_RE = re.compile(r"\A[0-9]{1,5},[0-9]{1,5},[0-9]{1,5}\Z")
 DIGITS_RE = re.compile(r"\A[0-9*#A-D]{1,32}\Z")
+
+STATS_GROUP_BY = ("none", "gateway", "hour", "day")
+STATS_DEFAULT_SPAN = timedelta(hours=24)
+# The longest range of stats.get for each grouping: a reply holds at most 96 hourly or 92
+# daily groups, which keeps it within the contract's 64 KiB.
+STATS_MAX_SPAN = {
+    "none": timedelta(days=366),
+    "gateway": timedelta(days=366),
+    "hour": timedelta(hours=96),
+    "day": timedelta(days=92),
+}
 
 
 def _matching(pattern: re.Pattern[str], rule: str) -> AfterValidator:
@@ -271,6 +287,46 @@ class CdrListCommand(Command):
     offset: Annotated[int, Field(strict=True, ge=0)] = 0
 
 
+class StatsGetCommand(Command):
+    """Call KPIs over ``[from, to)`` (default: the 24 h up to now), in groups."""
+
+    TYPE: ClassVar[str] = "stats.get"
+    type: Literal["stats.get"] = "stats.get"
+    group_by: Literal["none", "gateway", "hour", "day"] = "none"
+    from_: Timestamp = Field(default=None, alias="from")
+    to: Timestamp = Field(default=None, validate_default=True)
+
+    @field_validator("to")
+    @classmethod
+    def _window_fits(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if "from_" in info.data and "group_by" in info.data:
+            stats_window(info.data["from_"], value, str(info.data["group_by"]), datetime.now(UTC))
+        return value
+
+    def window(self, now: datetime) -> tuple[datetime, datetime]:
+        """``[from, to)`` with the defaults filled in at ``now``."""
+        return stats_window(self.from_, self.to, self.group_by, now)
+
+
+def stats_window(
+    from_: datetime | None, to: datetime | None, group_by: str, now: datetime
+) -> tuple[datetime, datetime]:
+    """``[from, to)`` of stats.get: ``to`` defaults to ``now``, ``from`` to 24 h before ``to``.
+
+    Raises ValueError when ``from`` is not before ``to`` or the range is longer than
+    the grouping allows (STATS_MAX_SPAN).
+    """
+    end = to if to is not None else now
+    start = from_ if from_ is not None else end - STATS_DEFAULT_SPAN
+    if start >= end:
+        raise ValueError("must be after from (from defaults to 24 h before to, to to now)")
+    longest = STATS_MAX_SPAN[group_by]
+    if end - start > longest:
+        span = f"{longest.days} days" if group_by != "hour" else f"{longest // timedelta(hours=1)} hours"
+        raise ValueError(f"must be at most {span} after from when grouping by {group_by}")
+    return start, end
+
+
 class CallEventsCommand(Command):
     """The stored events of a call (``call_id``) or flash-call order (``order_id``) from ``from_seq``."""
 
@@ -350,6 +406,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         CallListCommand,
         CdrListCommand,
         CallEventsCommand,
+        StatsGetCommand,
         PrivacyExportCommand,
         PrivacyEraseCommand,
         FlashcallCreateCommand,

@@ -33,6 +33,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from callworker.contract.common import TERMINAL_STATUSES as CALL_TERMINAL_STATUSES
+
 __all__ = [
     "Base",
     "Call",
@@ -66,7 +68,7 @@ __all__ = [
 USER_ID_LENGTH = 64
 
 # Statuses after which a call never changes again (CONTRACT section 5).
-TERMINAL_STATUSES = ("completed", "failed", "cancelled")
+TERMINAL_STATUSES = tuple(sorted(status.value for status in CALL_TERMINAL_STATUSES))
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -152,6 +154,8 @@ class Call(Base):
     user_id: Mapped[str | None] = mapped_column(String(USER_ID_LENGTH))
     cost_cents: Mapped[int | None] = mapped_column(Integer)
     quality_score: Mapped[float | None] = mapped_column(Float)
+    # The gateway an outbound call was placed through (null: inbound).
+    gateway: Mapped[str | None] = mapped_column(String(64))
     # Counted in policy_usage while live: its end gives the slot back.
     counted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -180,6 +184,8 @@ class Cdr(Base):
     __table_args__ = (
         Index("ix_cdrs_tenant_start_stamp", "tenant", "start_stamp"),
         Index("ix_cdrs_tenant_user_id_start_stamp", "tenant", "user_id", "start_stamp"),
+        # stats.get of every tenant (admin) reads by it.
+        Index("ix_cdrs_start_stamp", "start_stamp"),
     )
 
     call_id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -210,6 +216,7 @@ class Cdr(Base):
     quality_score: Mapped[float | None] = mapped_column(Float)
     # The ids of the call's recordings (a JSON list), in the order they were started.
     recordings: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
+    gateway: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -292,6 +299,8 @@ class FlashcallOrder(Base):
     expires_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
     user_id: Mapped[str | None] = mapped_column(String(USER_ID_LENGTH))
+    # The gateway its call is placed through.
+    gateway: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -125,8 +125,16 @@ def test_lists_events_and_replies_hold_nothing_of_the_other_tenant(
         listing = send(b_probe, b, "call.list", **fields)["result"]
         assert listing == {"calls": [], "total_count": 0, "has_more": False}
     assert send(b_probe, b, "cdr.list", limit=1000)["result"] == {"cdrs": [], "total_count": 0, "has_more": False}
+    for group_by in ("none", "gateway", "hour", "day"):  # naming A in the body changes nothing
+        command_id = str(uuid.uuid4())
+        body = {"v": 1, "command_id": command_id, "type": "stats.get", "group_by": group_by, "tenant": tenant}
+        b_probe.publish_raw(f"{b}.stats.get", json.dumps(body).encode())
+        groups = b_probe.reply_for(command_id)["result"]["groups"]
+        assert sum(g["calls"] for g in groups) == 0 and all(g["hangup_causes"] == {} for g in groups)
 
     own = place_call(b_probe, b, "+15551230200", wait_for="call.cdr")
+    [b_stats] = send(b_probe, b, "stats.get")["result"]["groups"]
+    assert (b_stats["calls"], b_stats["answered"], b_stats["hangup_causes"]) == (1, 1, {"NORMAL_CLEARING": 1})
     assert [c["call_id"] for c in send(b_probe, b, "call.list")["result"]["calls"]] == [own]
     assert [c["call_id"] for c in send(b_probe, b, "cdr.list")["result"]["cdrs"]] == [own]
     a_listed = {c["call_id"] for c in send(probe, tenant, "call.list")["result"]["calls"]}
