@@ -24,7 +24,7 @@ from pathlib import Path  # noqa: E402
 # Import `bench` as a package from the repository root, not its modules as top-level names.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bench import latency, memory, parser, pipeline, publish, realswitch, simload  # noqa: E402
+from bench import latency, memory, parser, pipeline, publish, realswitch, simload, stats  # noqa: E402
 from bench.common import Options, Row, log  # noqa: E402
 from bench.report import RunInfo, code_version, machine, render_report, report_path, write_report  # noqa: E402
 
@@ -37,6 +37,7 @@ FIGURES: dict[str, Callable[[Options], list[Row]]] = {
     "memory": memory.run_live_calls,
     "soak": memory.run_soak,
     "freeswitch": realswitch.run,
+    "stats": stats.run,
 }
 
 

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from callworker.bus.client import AmqpClient
 from callworker.bus.relay import OutboxItem, OutboxRelay
+from callworker.bus.upstream import Upstream
 from callworker.calls.admin import AdminCommands
 from callworker.calls.connect import CONNECT_EVENTS, Connector
 from callworker.calls.fsevents import PRECIOUS_EVENTS, SUBSCRIBED_EVENTS, EventPump
@@ -28,12 +29,16 @@ from callworker.calls.hooks import HOOK_EVENTS, Hooks, hook_subscription
 from callworker.calls.inbound import InboundCalls
 from callworker.calls.intake import Intake
 from callworker.calls.journal import Journal
+from callworker.calls.media import Media
+from callworker.calls.media_events import MEDIA_EVENTS, MediaEvents
 from callworker.calls.privacy import Privacy
 from callworker.calls.reconcile import reconcile
 from callworker.calls.replay import EventReplay
 from callworker.calls.resync import Reconciler
 from callworker.calls.service import CallService
+from callworker.calls.stats import StatsCommands
 from callworker.config import Settings, mask_url
+from callworker.dashboard import Dashboard
 from callworker.errors import StoreUnavailable
 from callworker.esl.buffer import EventBuffer
 from callworker.esl.connection import EslConnection
@@ -98,7 +103,7 @@ class Worker:
             queue_size=2 * settings.write_batch_max,
         )
         # ALL, narrowed by filters to the events used plus dialplan hooks (callworker::*).
-        events, filters = hook_subscription((*SUBSCRIBED_EVENTS, *CONNECT_EVENTS))
+        events, filters = hook_subscription((*SUBSCRIBED_EVENTS, *CONNECT_EVENTS, *MEDIA_EVENTS))
         self.esl = EslConnection(
             settings.esl_host,
             settings.esl_port,
@@ -175,9 +180,20 @@ class Worker:
                 "flashcall.verify": self.flashcalls.verify,
             },
         )
+        self.media = Media(
+            journal=self.journal, service=self.calls, engine=self.engine, node=settings.node_id,
+            sounds_dir=settings.sounds_dir, recordings_dir=settings.recordings_dir,
+        )
+        self.media_events = MediaEvents(self.journal, self.media.state)
+        for name in MEDIA_EVENTS:
+            self.pump.on(name, self.media_events.handle)
+        self.journal.enders.append(self.media_events.on_end)
+        self.journal.reloaders.append(self.media.load)
+        self.intake.add_handlers(self.media.handlers())
         self.admin = AdminCommands(journal=self.journal, policy=self.policy)
         self.intake.add_handlers(self.admin.handlers())
         self.intake.add_handlers(EventReplay(journal=self.journal, engine=self.engine).handlers())
+        self.intake.add_handlers(StatsCommands(journal=self.journal, engine=self.engine).handlers())
         self.privacy = Privacy(
             journal=self.journal, engine=self.engine,
             key=privacy_key(settings.flashcall_key()),
@@ -188,13 +204,20 @@ class Worker:
         self.retention = Sweeper(
             self.engine, Retention(days=settings.retention_days, command_days=settings.command_retention_days)
         )
-        self._owners = [self.calls.owner_of]
+        self._owners = [self.calls.owner_of, self.media.owner_of]
         self.reconciler = Reconciler(
             self._reconcile_once,
             connected=lambda: self.esl.connected,
             on_reconciled=self._take_commands,
         )
-        self.http = HttpServer(settings.http_host, settings.http_port, health=self.health, registry=self.registry)
+        self.dashboard = Dashboard(
+            book=self.policy, tenants=lambda: list(self.policy.in_force.file.tenants),
+            engine=self.engine,
+            # Each page's own queue, bound with its tenant's routing keys: the broker filters.
+            subscribe=lambda binding: Upstream(settings.amqp_url_value, bindings=[binding]),
+        )
+        self.http = HttpServer(settings.http_host, settings.http_port, health=self.health, registry=self.registry,
+                               routes=self.dashboard.handle)
         self._metrics()
 
     # ------------------------------------------------------------------ life
@@ -203,6 +226,7 @@ class Worker:
         self.journal.load()
         self.limits.attach(self.journal)
         self.flashcalls.load()
+        self.media.load()
         self.journal.start()
         self.policy.start()
         self.privacy.start(latest_erasure(self.engine))
@@ -232,6 +256,7 @@ class Worker:
     def stop(self, timeout: float = 15.0) -> None:
         """Stop taking commands, finish those in hand, journal what FreeSWITCH said, flush, close."""
         self.bus.pause_consuming()
+        self.dashboard.stop()
         # Closing the sockets ends the inbound calls; their hangups are still journalled.
         self.socket_server.stop()
         self.intake.drain(timeout / 3)

@@ -33,6 +33,7 @@ def mask_url(url: str) -> str:
 
 
 _CID_PREFIX_RE = re.compile(r"\A\+?[0-9]{1,14}\Z")
+_MEDIA_DIR_RE = re.compile(r"\A/[A-Za-z0-9/._-]{0,200}\Z")
 
 
 def _default_database_url() -> str:
@@ -117,6 +118,12 @@ class Settings(BaseSettings):
     # Command records are kept this long (their ids stay taken for as long).
     command_retention_days: int = Field(default=7, ge=1)
 
+    # Media (docs/media.md). Paths as FreeSWITCH sees them: `play` names a sound in
+    # sounds_dir, recordings are written under recordings_dir. Both reach FreeSWITCH in
+    # commands, so only absolute paths of [A-Za-z0-9/._-] without ".." are taken.
+    sounds_dir: str = "/usr/share/freeswitch/sounds"
+    recordings_dir: str = "/var/lib/freeswitch/recordings"
+
     @field_validator("policy_file", mode="before")
     @classmethod
     def _no_empty_path(cls, value: object) -> object:
@@ -193,6 +200,14 @@ class Settings(BaseSettings):
                 raise ValueError("a flash-call caller ID prefix is an optional '+' then digits")
             if len(prefix.lstrip("+")) + code_length > 15:
                 raise ValueError("flash-call prefix plus code must be at most 15 digits")
+        return value
+
+    @field_validator("sounds_dir", "recordings_dir")
+    @classmethod
+    def _check_media_dir(cls, value: str, info: ValidationInfo) -> str:
+        value = value.rstrip("/") or value
+        if _MEDIA_DIR_RE.match(value) is None or ".." in value.split("/"):
+            raise ValueError(f"{info.field_name} must be an absolute path of [A-Za-z0-9/._-], without '..'")
         return value
 
     @field_validator("esl_event_format")

@@ -1,4 +1,6 @@
-"""GET /healthz and GET /metrics on a small gevent WSGI server."""
+"""GET /healthz and GET /metrics on a small gevent WSGI server, and any routes added (the dashboard).
+
+No access log: a dashboard URL carries its token in the query string."""
 
 from __future__ import annotations
 
@@ -16,11 +18,15 @@ __all__ = ["HttpServer"]
 log = logging.getLogger("callworker.http")
 
 Health = Callable[[], tuple[bool, dict[str, Any]]]
+# More paths: answers a request, or None when the path is not its own.
+Routes = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes] | None]
 
 
 class HttpServer:
-    def __init__(self, host: str, port: int, *, health: Health, registry: CollectorRegistry) -> None:
+    def __init__(self, host: str, port: int, *, health: Health, registry: CollectorRegistry,
+                 routes: Routes | None = None) -> None:
         self._health = health
+        self._routes = routes
         self._registry = registry
         self._server = WSGIServer((host, port), self._app, log=None, error_log=log)
 
@@ -49,5 +55,9 @@ class HttpServer:
             data = generate_latest(self._registry)
             start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(data)))])
             return [data]
+        if self._routes is not None:
+            answer = self._routes(environ, start_response)
+            if answer is not None:
+                return answer
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found\n"]

@@ -1,7 +1,7 @@
 """RabbitMQ for callworker: topology, a reconnecting consumer and confirmed publisher,
 and the outbox relay. Knows neither FreeSWITCH nor the database."""
 
-from callworker.bus.client import AmqpClient, Backoff, Delivery
+from callworker.bus.client import AmqpClient, Delivery
 from callworker.bus.relay import OutboxItem, OutboxRelay
 from callworker.bus.topology import (
     COMMANDS_EXCHANGE,
@@ -20,7 +20,6 @@ __all__ = [
     "DLX_EXCHANGE",
     "EVENTS_EXCHANGE",
     "AmqpClient",
-    "Backoff",
     "Delivery",
     "OutboxItem",
     "OutboxRelay",

@@ -17,7 +17,6 @@ AsyncResult settled by the broker's ack/nack or failed when the connection is lo
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -34,12 +33,13 @@ from pika.channel import Channel
 from pika.exceptions import AMQPError
 from pika.spec import Basic
 
+from callworker.backoff import Backoff
 from callworker.bus.coalescing import CoalescingGeventConnection
 from callworker.bus.topology import COMMANDS_QUEUE, declare_topology, node_queue
 from callworker.config import mask_url
 from callworker.errors import BrokerUnavailable, PublishFailed
 
-__all__ = ["AmqpClient", "Backoff", "Delivery"]
+__all__ = ["AmqpClient", "Delivery"]
 
 log = logging.getLogger("callworker.bus")
 
@@ -73,26 +73,6 @@ class Delivery:
     redelivered: bool
     delivery_tag: int
     generation: int
-
-
-class Backoff:
-    """Exponential delays from `initial` up to `cap`, jittered in the upper half."""
-
-    def __init__(self, initial: float = 0.5, cap: float = 15.0,
-                 rand: Callable[[], float] = random.random) -> None:
-        self._initial = initial
-        self._cap = cap
-        self._rand = rand
-        self._attempts = 0
-
-    def next(self) -> float:
-        ceiling = min(self._cap, self._initial * 2.0 ** min(self._attempts, 32))
-        self._attempts += 1
-        floor = max(self._initial, ceiling / 2)
-        return floor + (ceiling - floor) * self._rand()
-
-    def reset(self) -> None:
-        self._attempts = 0
 
 
 class AmqpClient:

@@ -54,7 +54,8 @@ from typing import Any
 import gevent
 import gevent.event
 
-from callworker.bus.client import AmqpClient, Backoff
+from callworker.backoff import Backoff
+from callworker.bus.client import AmqpClient
 from callworker.errors import BrokerUnavailable
 from callworker.turns import let_the_hub_poll
 

@@ -8,27 +8,10 @@ from typing import Any
 
 from callworker.calls.clean import clean_name, clean_number, clean_token
 from callworker.calls.record import CallRecord
+from callworker.esl.causes import q850
 from callworker.esl.codec import Event, HeaderBatch
 
-__all__ = ["cdr_fields", "cdr_row", "synthetic_cdr_fields", "epoch_us", "Q850"]
-
-# q850 codes of the causes a call can end with before FreeSWITCH made a channel.
-Q850 = {
-    "UNALLOCATED_NUMBER": 1,
-    "NO_ROUTE_DESTINATION": 3,
-    "NORMAL_CLEARING": 16,
-    "USER_BUSY": 17,
-    "NO_USER_RESPONSE": 18,
-    "NO_ANSWER": 19,
-    "SUBSCRIBER_ABSENT": 20,
-    "CALL_REJECTED": 21,
-    "DESTINATION_OUT_OF_ORDER": 27,
-    "INVALID_NUMBER_FORMAT": 28,
-    "NORMAL_TEMPORARY_FAILURE": 41,
-    "CHAN_NOT_IMPLEMENTED": 66,
-    "RECOVERY_ON_TIMER_EXPIRE": 102,
-    "ORIGINATOR_CANCEL": 16,
-}
+__all__ = ["cdr_fields", "cdr_row", "synthetic_cdr_fields", "epoch_us"]
 
 
 def epoch_us(value: str | None) -> datetime | None:
@@ -154,7 +137,7 @@ def synthetic_cdr_fields(record: CallRecord, cause: str, ended_at: datetime) -> 
         "billsec": 0,
         "billmsec": 0,
         "hangup_cause": cause,
-        "hangup_cause_q850": Q850.get(cause),
+        "hangup_cause_q850": q850(cause),
         "sip_hangup_disposition": None,
         "pdd_ms": None,
         "rtp_audio_in_mos": None,
@@ -176,6 +159,7 @@ def cdr_row(
         flashcall_order_id=record.flashcall_order_id,
         user_id=record.user_id,
         bridged_with=record.bridged_partner(),
+        gateway=record.gateway,
         missed_call=record.direction == "inbound" and record.answered_at is None,
         reconstructed=reconstructed,
         created_at=now,

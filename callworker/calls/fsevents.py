@@ -20,7 +20,7 @@ from callworker.calls.clean import clean_token
 from callworker.calls.journal import Journal, Unit
 from callworker.calls.record import CallRecord
 from callworker.calls.states import ANSWERED_STATUSES, FS_EVENT_SIGNALS, TERMINAL, Signal, end_signal
-from callworker.contract import utcnow
+from callworker.contract import cdr_data, utcnow
 from callworker.esl.codec import Event
 from callworker.policy.cost import cost_cents, quality_score
 from callworker.store.usage import ended
@@ -56,13 +56,15 @@ def end_call(
     row["cost_cents"] = cost_cents(unit.journal.rates(record.tenant), record.destination_number, row["billsec"])
     row["quality_score"] = quality_score(row["rtp_audio_in_mos"])
     record.cost_cents, record.quality_score = row["cost_cents"], row["quality_score"]
+    row["recordings"] = []
+    for ender in unit.journal.enders:
+        ender(unit, record, row)
     unit.signal(record, end_signal(record.hangup_requested), occurred_at, hangup_cause=cause)
     if record.counted:
         # Its slot among the calls not yet ended is given back in the batch that ends it.
         unit.batch.usage.extend(ended(record.tenant, record.user_id))
     unit.cdr(row)
-    data = {name: row.get(name) for name in _CDR_EVENT_FIELDS}
-    unit.emit(record, "call.cdr", occurred_at, _jsonable(data))
+    unit.emit(record, "call.cdr", occurred_at, cdr_data(row))
 
 
 def end_reconstructed(unit: Unit, record: CallRecord) -> None:
@@ -73,21 +75,6 @@ def end_reconstructed(unit: Unit, record: CallRecord) -> None:
     if answered and record.answered_at is not None:
         cdr["answer_stamp"] = record.answered_at
     end_call(unit, record, cause=cause, occurred_at=unit.now, cdr=cdr, reconstructed=True)
-
-
-_CDR_EVENT_FIELDS = (
-    "call_id", "tenant", "direction", "caller_id_name", "caller_id_number", "destination_number",
-    "start_stamp", "answer_stamp", "end_stamp", "duration", "billsec", "billmsec", "hangup_cause",
-    "hangup_cause_q850", "sip_hangup_disposition", "pdd_ms", "rtp_audio_in_mos", "read_codec",
-    "write_codec", "missed_call", "node", "flashcall_order_id", "user_id", "bridged_with", "cost_cents",
-    "quality_score",
-)
-
-
-def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
-    from callworker.contract import to_iso
-
-    return {k: to_iso(v) if isinstance(v, datetime) else v for k, v in data.items()}
 
 
 def _signal_op(

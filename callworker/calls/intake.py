@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +22,7 @@ from gevent.event import Event as Flag
 from gevent.queue import Queue
 from sqlalchemy.engine import Engine
 
+from callworker.backoff import Backoff
 from callworker.bus.client import AmqpClient, Delivery
 from callworker.bus.topology import DLX_EXCHANGE, NODE_QUEUE_PREFIX, node_queue
 from callworker.calls.service import CallService, Delivered
@@ -151,7 +151,7 @@ class Intake:
             return
         to = Delivered(delivery.reply_to, delivery.correlation_id)
         key = (command.tenant, command.command_id)
-        delay = 0.1
+        backoff = Backoff(0.1, 5.0)
         while True:
             try:
                 if self._run_once(command, delivery, routing_key, to, key, received_at):
@@ -161,8 +161,7 @@ class Intake:
             except FreeSwitchUnavailable:
                 self._freeswitch_ready(min(self._max_age_s, 5.0))
                 continue
-            gevent.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 5.0)
+            gevent.sleep(backoff.next())
 
     def _run_once(
         self,

@@ -68,6 +68,20 @@ def order_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def recording_view(row: dict[str, Any]) -> dict[str, Any]:
+    """A recording as exported: where its WAV file is (the audio is the operator's to hand over)."""
+    return {
+        "recording_id": row["recording_id"],
+        "call_id": row["call_id"],
+        "path": row["path"],
+        "status": row["status"],
+        "started_at": to_iso(row["started_at"]) if row["started_at"] is not None else None,
+        "stopped_at": to_iso(row["stopped_at"]) if row["stopped_at"] is not None else None,
+        "duration_ms": row["duration_ms"],
+        "size_bytes": row["size_bytes"],
+    }
+
+
 class Privacy:
     def __init__(
         self, *, journal: Journal, engine: Engine, key: bytes, poll_s: float = 1.0,
@@ -97,6 +111,7 @@ class Privacy:
             "calls": [{**call_snapshot(row), "caller_id_name": row["caller_id_name"]} for row in found["calls"]],
             "cdrs": [cdr_data(row) for row in found["cdrs"]],
             "flashcall_orders": [order_view(row) for row in found["flashcall_orders"]],
+            "recordings": [recording_view(row) for row in found["recordings"]],
             "exported_at": to_iso(utcnow()),
         }
         return finish(self._journal, command, to, reply_ok(command.command_id, command.type, result))

@@ -42,8 +42,16 @@ class CallRecord:
     # What the answered call is connected to, and the state of that connection
     # (calls/connect.py): the second call of a click-to-call, whether they were bridged.
     connect: dict[str, Any] | None = None
+    # The gateway an outbound call was placed through (None: inbound).
+    gateway: str | None = None
     # Not persisted: whether FreeSWITCH has shown a channel for this call yet.
     channel_seen: bool = False
+    # Not persisted: the hold and mute state last asked of FreeSWITCH (None: never asked).
+    # FreeSWITCH's CHANNEL_HOLD comes after the command's reply, and mute has no event, so
+    # a second command right after the first must compare with what was asked, not with
+    # what has been reported.
+    hold_asked: bool | None = None
+    mute_asked: bool | None = None
     # Not persisted: what privacy.erase erased from this live call; what FreeSWITCH or the
     # dialplan still say of it (its CDR, hook events) is erased the same way.
     scrubs: tuple[Subject, ...] = ()
@@ -82,5 +90,5 @@ class CallRecord:
 
 
 CALL_COLUMNS: tuple[str, ...] = tuple(
-    f.name for f in fields(CallRecord) if f.name not in ("channel_seen", "scrubs")
+    f.name for f in fields(CallRecord) if f.name not in ("channel_seen", "hold_asked", "mute_asked", "scrubs")
 )

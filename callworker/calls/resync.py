@@ -27,8 +27,8 @@ from collections.abc import Callable
 import gevent
 import gevent.event
 
+from callworker.backoff import Backoff
 from callworker.errors import CallworkerError
-from callworker.esl.connection import Backoff
 
 __all__ = ["Reconciler"]
 

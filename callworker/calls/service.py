@@ -185,11 +185,30 @@ class CallService:
             )
         return record
 
+    def answered_call(self, command: Command, call_id: str, what: str) -> CallRecord:
+        """The caller's answered call on this node, or the ContractError that refuses the command."""
+        return self._answered_call(command, call_id, what)
+
+    def api(self, command: Command, text: str) -> str:
+        """FreeSWITCH's reply to ``text``; a ContractError (FREESWITCH_ERROR) if it refused it."""
+        return self._api(command, text)
+
     def _api(self, command: Command, text: str) -> str:
         reply = self._port.api(text).strip()
         if reply.startswith("-ERR") or reply.startswith("-USAGE"):
             raise self._error(command, ErrorCode.FREESWITCH_ERROR, "FreeSWITCH refused the command", reply=reply)
         return reply
+
+    def _ask(self, command: Command, record: CallRecord, field: str, state: bool, text: str) -> None:
+        """Send a hold or mute change, noting the state asked before the send lets another command in."""
+        before = getattr(record, field)
+        setattr(record, field, state)
+        try:
+            self._api(command, text)
+        except BaseException:
+            if getattr(record, field) is state:  # no later command asked anything since
+                setattr(record, field, before)
+            raise
 
     # ------------------------------------------------------------ commands
 
@@ -292,6 +311,7 @@ class CallService:
             caller_id_name=command.caller_id_name,
             user_id=command.user_id,
             connect=connect,
+            gateway=command.gateway or self._default_gateway,
         )
 
         def op(unit: Unit) -> None:
@@ -328,8 +348,9 @@ class CallService:
 
     def hold(self, command: HoldCommand, to: Delivered) -> dict[str, Any]:
         record = self._answered_call(command, command.call_id, "held")
-        if record.on_hold != command.hold:
-            self._api(command, builders.uuid_hold(record.call_id, command.hold))
+        asked = record.on_hold if record.hold_asked is None else record.hold_asked
+        if asked != command.hold:
+            self._ask(command, record, "hold_asked", command.hold, builders.uuid_hold(record.call_id, command.hold))
         result = {"call_id": record.call_id, "on_hold": command.hold}
         return self.finish(command, to, reply_ok(command.command_id, command.type, result), call_id=record.call_id)
 
@@ -337,9 +358,11 @@ class CallService:
         # Answered only: on an unanswered channel FreeSWITCH's uuid_audio pre-answers it
         # (a false 183 to the far end).
         record = self._answered_call(command, command.call_id, "muted")
-        changed = record.muted != command.muted
+        asked = record.muted if record.mute_asked is None else record.mute_asked
+        changed = asked != command.muted
         if changed:
-            self._api(command, builders.uuid_audio_mute(record.call_id, command.muted))
+            text = builders.uuid_audio_mute(record.call_id, command.muted)
+            self._ask(command, record, "mute_asked", command.muted, text)
         result = {"call_id": record.call_id, "muted": command.muted}
 
         def publish(unit: Unit) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from callworker.contract.common import TERMINAL_STATUSES, CallStatus
+
 __all__ = [
     "Status",
     "Signal",
@@ -24,14 +26,8 @@ __all__ = [
 ]
 
 
-class Status(StrEnum):
-    INITIATED = "initiated"
-    RINGING = "ringing"
-    ANSWERED = "answered"
-    ON_HOLD = "on_hold"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+# The contract's statuses are the machine's.
+Status = CallStatus
 
 
 class Signal(StrEnum):
@@ -45,7 +41,7 @@ class Signal(StrEnum):
     ENDED_BY_COMMAND = "ended_by_command"  # ... after a hangup command of ours
 
 
-TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+TERMINAL = TERMINAL_STATUSES
 LIVE = frozenset(Status) - TERMINAL
 ANSWERED_STATUSES = frozenset({Status.ANSWERED, Status.ON_HOLD})
 

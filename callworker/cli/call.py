@@ -28,12 +28,11 @@ from callworker.cli.common import (
     timestamp,
 )
 from callworker.cli.show import calls_table, error_lines, event_line, result_lines
-from callworker.contract import to_iso
+from callworker.contract import TERMINAL_STATUSES, CallStatus, to_iso
 
 __all__ = ["add_call_commands"]
 
-_CALL_STATUSES = ("initiated", "ringing", "answered", "on_hold", "completed", "failed", "cancelled")
-_ENDED = frozenset({"completed", "failed", "cancelled"})
+_CALL_STATUSES = tuple(status.value for status in CallStatus)
 
 
 # ------------------------------------------------------------------ fields of each command
@@ -177,7 +176,7 @@ def run_call(args: argparse.Namespace) -> int:
                            EXIT_NO_REPLY)
         status = _print_reply(command_type, reply, args.json)
         result = reply.get("result")
-        ended = isinstance(result, dict) and result.get("status") in _ENDED
+        ended = isinstance(result, dict) and result.get("status") in TERMINAL_STATUSES
         if status != EXIT_OK or follow is None or ended:
             return status  # an ended call has published its events already
         try:

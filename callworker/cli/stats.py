@@ -51,19 +51,21 @@ def _number(value: Any) -> str:
     return str(value)
 
 
-def _key(group: Mapping[str, Any]) -> str:
+def _key(group: Mapping[str, Any], group_by: str | None = None) -> str:
     key = group.get("key")
+    if key is None and group_by == "gateway":
+        return "no-gateway"  # inbound calls, and calls stored before gateways were kept
     return "all" if key in (None, "", "none") else str(key)
 
 
-def stats_tables(groups: Sequence[Mapping[str, Any]]) -> list[Table]:
+def stats_tables(groups: Sequence[Mapping[str, Any]], group_by: str | None = None) -> list[Table]:
     """The KPI table, the hangup causes of each group, and flash calls when there were any."""
     kpis = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title="calls", title_justify="left")
     kpis.add_column("group", no_wrap=True)
     for heading, _key_name in _KPIS:
         kpis.add_column(heading, justify="right", no_wrap=True)
     for group in groups:
-        kpis.add_row(_key(group), *(_number(group.get(name)) for _heading, name in _KPIS))
+        kpis.add_row(_key(group, group_by), *(_number(group.get(name)) for _heading, name in _KPIS))
     tables = [kpis]
 
     causes = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title="hangup causes", title_justify="left")
@@ -74,7 +76,7 @@ def stats_tables(groups: Sequence[Mapping[str, Any]]) -> list[Table]:
         assert isinstance(counts, dict)
         ranked = sorted(counts.items(), key=lambda item: (-int(item[1] or 0), str(item[0])))
         for cause, count in ranked[:_TOP_CAUSES]:
-            causes.add_row(_key(group), str(cause), _number(count))
+            causes.add_row(_key(group, group_by), str(cause), _number(count))
     if causes.row_count:
         tables.append(causes)
 
@@ -84,7 +86,8 @@ def stats_tables(groups: Sequence[Mapping[str, Any]]) -> list[Table]:
     for group in groups:
         orders = group.get("flashcall") if isinstance(group.get("flashcall"), dict) else None
         if orders and orders.get("orders"):
-            flash.add_row(_key(group), *(_number(orders.get(k)) for k in ("orders", "verified", "conversion")))
+            figures = (_number(orders.get(name)) for name in ("orders", "verified", "conversion"))
+            flash.add_row(_key(group, group_by), *figures)
     if flash.row_count:
         tables.append(flash)
     return tables
@@ -116,7 +119,7 @@ def run_stats(args: argparse.Namespace) -> int:
         return EXIT_ERROR_REPLY
     result = reply.get("result") if isinstance(reply.get("result"), dict) else {}
     groups = [g for g in (result or {}).get("groups") or [] if isinstance(g, dict)]
-    show(*stats_tables(groups))
+    show(*stats_tables(groups, args.group_by))
     return EXIT_OK
 
 

@@ -10,7 +10,7 @@ ignored so that newer clients may add optional fields.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
@@ -36,16 +36,24 @@ __all__ = [
     "CallListCommand",
     "CdrListCommand",
     "Command",
+    "DtmfCommand",
     "FlashcallCreateCommand",
     "FlashcallVerifyCommand",
     "HangupCommand",
     "HoldCommand",
     "MuteCommand",
     "OriginateCommand",
+    "PlayCommand",
     "PrivacyEraseCommand",
     "PrivacyExportCommand",
+    "RecordCommand",
+    "STATS_DEFAULT_SPAN",
+    "STATS_GROUP_BY",
+    "STATS_MAX_SPAN",
+    "StatsGetCommand",
     "Tenant",
     "TransferCommand",
+    "stats_window",
     "UserId",
 ]
 
@@ -54,6 +62,21 @@ ONE_OF = "one_of"
 _CODE_RE = re.compile(r"\A[0-9]{1,12}\Z")
 _VERIFY_CODE_RE = re.compile(r"\A[0-9]{1,32}\Z")
 _MAX_TIMESTAMP_CHARS = 64
+# Media (docs/media.md): what may name a sound, a tone and DTMF digits.
+SOUND_RE = re.compile(r"\A[A-Za-z0-9_-]{1,64}\.wav\Z")
+TONE_RE = re.compile(r"\A[0-9]{1,5},[0-9]{1,5},[0-9]{1,5}\Z")
+DIGITS_RE = re.compile(r"\A[0-9*#A-D]{1,32}\Z")
+
+STATS_GROUP_BY = ("none", "gateway", "hour", "day")
+STATS_DEFAULT_SPAN = timedelta(hours=24)
+# The longest range of stats.get for each grouping: a reply holds at most 96 hourly or 92
+# daily groups, which keeps it within the contract's 64 KiB.
+STATS_MAX_SPAN = {
+    "none": timedelta(days=366),
+    "gateway": timedelta(days=366),
+    "hour": timedelta(hours=96),
+    "day": timedelta(days=92),
+}
 
 
 def _matching(pattern: re.Pattern[str], rule: str) -> AfterValidator:
@@ -208,6 +231,46 @@ class TransferCommand(Command):
     connect: TransferConnect
 
 
+class PlayCommand(Command):
+    """Play a sound file of the sounds directory, or a tone, to the far end; ``loops`` times."""
+
+    TYPE: ClassVar[str] = "play"
+    type: Literal["play"] = "play"
+    call_id: Uuid
+    sound: Annotated[
+        str, Field(strict=True), _matching(SOUND_RE, "a file name: 1 to 64 of [A-Za-z0-9_-] then .wav")
+    ] | None = None
+    tone: Annotated[
+        str, Field(strict=True), _matching(TONE_RE, "<on_ms>,<off_ms>,<hz>, each 1 to 5 digits")
+    ] | None = Field(default=None, validate_default=True)
+    loops: Annotated[int, Field(strict=True, ge=1, le=100)] = 1
+
+    @field_validator("tone")
+    @classmethod
+    def _one_source(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if "sound" in info.data and (value is None) == (info.data["sound"] is None):
+            raise PydanticCustomError(ONE_OF, "give either sound or tone")
+        return value
+
+
+class DtmfCommand(Command):
+    """Send DTMF digits to the far end."""
+
+    TYPE: ClassVar[str] = "dtmf"
+    type: Literal["dtmf"] = "dtmf"
+    call_id: Uuid
+    digits: Annotated[str, Field(strict=True), _matching(DIGITS_RE, "1 to 32 of 0-9 * # A-D")]
+
+
+class RecordCommand(Command):
+    """Start or stop recording a call."""
+
+    TYPE: ClassVar[str] = "record"
+    type: Literal["record"] = "record"
+    call_id: Uuid
+    action: Literal["start", "stop"]
+
+
 class CallGetCommand(Command):
     """Read one call."""
 
@@ -237,6 +300,46 @@ class CdrListCommand(Command):
     to: Timestamp = None
     limit: Annotated[int, Field(strict=True, ge=1, le=1000)] = 100
     offset: Annotated[int, Field(strict=True, ge=0)] = 0
+
+
+class StatsGetCommand(Command):
+    """Call KPIs over ``[from, to)`` (default: the 24 h up to now), in groups."""
+
+    TYPE: ClassVar[str] = "stats.get"
+    type: Literal["stats.get"] = "stats.get"
+    group_by: Literal["none", "gateway", "hour", "day"] = "none"
+    from_: Timestamp = Field(default=None, alias="from")
+    to: Timestamp = Field(default=None, validate_default=True)
+
+    @field_validator("to")
+    @classmethod
+    def _window_fits(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if "from_" in info.data and "group_by" in info.data:
+            stats_window(info.data["from_"], value, str(info.data["group_by"]), datetime.now(UTC))
+        return value
+
+    def window(self, now: datetime) -> tuple[datetime, datetime]:
+        """``[from, to)`` with the defaults filled in at ``now``."""
+        return stats_window(self.from_, self.to, self.group_by, now)
+
+
+def stats_window(
+    from_: datetime | None, to: datetime | None, group_by: str, now: datetime
+) -> tuple[datetime, datetime]:
+    """``[from, to)`` of stats.get: ``to`` defaults to ``now``, ``from`` to 24 h before ``to``.
+
+    Raises ValueError when ``from`` is not before ``to`` or the range is longer than
+    the grouping allows (STATS_MAX_SPAN).
+    """
+    end = to if to is not None else now
+    start = from_ if from_ is not None else end - STATS_DEFAULT_SPAN
+    if start >= end:
+        raise ValueError("must be after from (from defaults to 24 h before to, to to now)")
+    longest = STATS_MAX_SPAN[group_by]
+    if end - start > longest:
+        span = f"{longest.days} days" if group_by != "hour" else f"{longest // timedelta(hours=1)} hours"
+        raise ValueError(f"must be at most {span} after from when grouping by {group_by}")
+    return start, end
 
 
 class CallEventsCommand(Command):
@@ -312,10 +415,14 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         HoldCommand,
         MuteCommand,
         TransferCommand,
+        PlayCommand,
+        DtmfCommand,
+        RecordCommand,
         CallGetCommand,
         CallListCommand,
         CdrListCommand,
         CallEventsCommand,
+        StatsGetCommand,
         PrivacyExportCommand,
         PrivacyEraseCommand,
         FlashcallCreateCommand,

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from callworker.esl.causes import HANGUP_CAUSES
+
 __all__ = [
     "CALLER_ID_NAME_RE",
     "DEAD_LETTER_CODES",
@@ -107,19 +109,20 @@ class ContractError(Exception):
 
 
 class CallStatus(StrEnum):
-    """The status of a call as the contract reports it."""
+    """The status of a call as the contract reports it: the one definition of the statuses."""
 
-    initiated = "initiated"
-    ringing = "ringing"
-    answered = "answered"
-    on_hold = "on_hold"
-    completed = "completed"
-    failed = "failed"
-    cancelled = "cancelled"
+    INITIATED = "initiated"
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    ON_HOLD = "on_hold"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
+# A call in one of these has ended: it takes no command and no later signal changes it.
 TERMINAL_STATUSES: frozenset[CallStatus] = frozenset(
-    {CallStatus.completed, CallStatus.failed, CallStatus.cancelled}
+    {CallStatus.COMPLETED, CallStatus.FAILED, CallStatus.CANCELLED}
 )
 
 TENANT_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,62}\Z")
@@ -140,30 +143,6 @@ def normalize_uuid(value: str) -> str | None:
     return value.lower()
 
 
-# The names FreeSWITCH prints for switch_call_cause_t (its CAUSE_CHART), NONE excluded.
-HANGUP_CAUSES: frozenset[str] = frozenset(
-    """
-    UNALLOCATED_NUMBER NO_ROUTE_TRANSIT_NET NO_ROUTE_DESTINATION CHANNEL_UNACCEPTABLE
-    CALL_AWARDED_DELIVERED NORMAL_CLEARING USER_BUSY NO_USER_RESPONSE NO_ANSWER
-    SUBSCRIBER_ABSENT CALL_REJECTED NUMBER_CHANGED REDIRECTION_TO_NEW_DESTINATION
-    EXCHANGE_ROUTING_ERROR DESTINATION_OUT_OF_ORDER INVALID_NUMBER_FORMAT FACILITY_REJECTED
-    RESPONSE_TO_STATUS_ENQUIRY NORMAL_UNSPECIFIED NORMAL_CIRCUIT_CONGESTION
-    NETWORK_OUT_OF_ORDER NORMAL_TEMPORARY_FAILURE SWITCH_CONGESTION ACCESS_INFO_DISCARDED
-    REQUESTED_CHAN_UNAVAIL PRE_EMPTED FACILITY_NOT_SUBSCRIBED OUTGOING_CALL_BARRED
-    INCOMING_CALL_BARRED BEARERCAPABILITY_NOTAUTH BEARERCAPABILITY_NOTAVAIL
-    SERVICE_UNAVAILABLE BEARERCAPABILITY_NOTIMPL CHAN_NOT_IMPLEMENTED
-    FACILITY_NOT_IMPLEMENTED SERVICE_NOT_IMPLEMENTED INVALID_CALL_REFERENCE
-    INCOMPATIBLE_DESTINATION INVALID_MSG_UNSPECIFIED MANDATORY_IE_MISSING
-    MESSAGE_TYPE_NONEXIST WRONG_MESSAGE IE_NONEXIST INVALID_IE_CONTENTS WRONG_CALL_STATE
-    RECOVERY_ON_TIMER_EXPIRE MANDATORY_IE_LENGTH_ERROR PROTOCOL_ERROR INTERWORKING
-    SUCCESS ORIGINATOR_CANCEL CRASH SYSTEM_SHUTDOWN LOSE_RACE MANAGER_REQUEST
-    BLIND_TRANSFER ATTENDED_TRANSFER ALLOTTED_TIMEOUT USER_CHALLENGE MEDIA_TIMEOUT
-    PICKED_OFF USER_NOT_REGISTERED PROGRESS_TIMEOUT INVALID_GATEWAY GATEWAY_DOWN
-    INVALID_URL INVALID_PROFILE NO_PICKUP SRTP_READ_ERROR BOWOUT BUSY_EVERYWHERE DECLINE
-    DOES_NOT_EXIST_ANYWHERE NOT_ACCEPTABLE UNWANTED NO_IDENTITY BAD_IDENTITY_INFO
-    UNSUPPORTED_CERTIFICATE INVALID_IDENTITY STALE_DATE REJECT_ALL
-    """.split()
-)
 
 
 def utcnow() -> datetime:

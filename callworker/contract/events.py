@@ -38,6 +38,11 @@ class EventType(StrEnum):
     CALL_FAILED = "call.failed"
     CALL_CANCELLED = "call.cancelled"
     CALL_CDR = "call.cdr"
+    CALL_DTMF = "call.dtmf"
+    CALL_PLAYBACK_STARTED = "call.playback_started"
+    CALL_PLAYBACK_FINISHED = "call.playback_finished"
+    CALL_RECORDING_STARTED = "call.recording_started"
+    CALL_RECORDING_STOPPED = "call.recording_stopped"
     FLASHCALL_CREATED = "flashcall.created"
     FLASHCALL_RINGING = "flashcall.ringing"
     FLASHCALL_ANSWERED = "flashcall.answered"
@@ -103,6 +108,7 @@ CDR_FIELDS: tuple[str, ...] = (
     "bridged_with",
     "cost_cents",
     "quality_score",
+    "recordings",
 )
 
 _HOOK_NAME_RE = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")

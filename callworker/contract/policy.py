@@ -14,11 +14,12 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from .commands import Command, Tenant, UserId
+from .commands import Command, StatsGetCommand, Tenant, UserId
 
 __all__ = [
     "ADMIN_COMMAND_TYPES",
     "ADMIN_TENANT",
+    "AdminStatsGetCommand",
     "LIMIT_FIELDS",
     "Limits",
     "PolicyGetCommand",
@@ -144,6 +145,13 @@ class PolicySetCommand(Command):
         return given
 
 
+class AdminStatsGetCommand(StatsGetCommand):
+    """``admin.stats.get``: the KPIs of one tenant (``tenant``) or of every tenant together."""
+
+    ADMIN: ClassVar[bool] = True
+    target: PolicyTenant | None = None
+
+
 ADMIN_COMMAND_TYPES: dict[str, type[Command]] = {
-    model.TYPE: model for model in (PolicyGetCommand, PolicySetCommand)
+    model.TYPE: model for model in (PolicyGetCommand, PolicySetCommand, AdminStatsGetCommand)
 }

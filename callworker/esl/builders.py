@@ -21,6 +21,12 @@ __all__ = [
     "uuid_transfer",
     "check_extension",
     "check_context",
+    "uuid_broadcast_play",
+    "uuid_send_dtmf",
+    "uuid_record",
+    "sound_source",
+    "tone_source",
+    "recording_path",
     "show_channels_json",
     "check_uuid",
     "check_number",
@@ -175,6 +181,86 @@ def uuid_bridge(call_id: str, other_id: str) -> str:
 def uuid_transfer(call_id: str, extension: str, context: str) -> str:
     """Hand a channel to a dialplan extension."""
     return f"uuid_transfer {check_uuid(call_id)} {check_extension(extension)} XML {check_context(context)}"
+
+
+# Media (docs/media.md). Directories come from the settings, names and ids from allow-lists.
+_DIR = re.compile(r"/[A-Za-z0-9/._-]{0,200}\Z")
+_SOUND = re.compile(r"[A-Za-z0-9_-]{1,64}\.wav\Z")
+_TONE = re.compile(r"([0-9]{1,5}),([0-9]{1,5}),([0-9]{1,5})\Z")
+_DIGITS = re.compile(r"[0-9*#A-D]{1,32}\Z")
+_TENANT = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}\Z")
+_MAX_LOOPS = 100
+
+
+def _check_dir(directory: str) -> str:
+    _check(_DIR, directory, "directory")
+    if {".", ".."} & set(directory.split("/")):
+        raise UnsafeValue("directory is not allowed in a FreeSWITCH command")
+    return directory.rstrip("/")
+
+
+def _check_loops(loops: int) -> int:
+    if type(loops) is not int or not 1 <= loops <= _MAX_LOOPS:
+        raise UnsafeValue("loops is out of range")
+    return loops
+
+
+def tone_source(tone: str, loops: int) -> str:
+    """``tone_stream://%(<on>,<off>,<hz>);loops=<n>``: one tone of ``loops`` cycles."""
+    _check(_TONE, tone, "tone")
+    return f"tone_stream://%({tone});loops={_check_loops(loops)}"
+
+
+def sound_source(sounds_dir: str, sound: str, loops: int) -> str:
+    """The sound's path; ``file_string://`` of it ``loops`` times (one playback, one start and stop)."""
+    path = f"{_check_dir(sounds_dir)}/{_check(_SOUND, sound, 'sound')}"
+    if _check_loops(loops) == 1:
+        return path
+    return "file_string://" + "!".join([path] * loops)
+
+
+def uuid_broadcast_play(call_id: str, playback_id: str, source: str) -> str:
+    """``uuid_broadcast <uuid> {callworker_playback_id=<id>}<source> aleg``.
+
+    ``source`` comes from ``tone_source`` or ``sound_source`` (checked again here). The
+    ``{...}`` prefix are file-handle parameters: FreeSWITCH adds them as headers to the
+    PLAYBACK_START and PLAYBACK_STOP events of this playback, which is how they name it.
+    """
+    if not (_TONE_SOURCE.match(source) or _SOUND_SOURCE.match(source)):
+        raise UnsafeValue("source is not allowed in a FreeSWITCH command")
+    return f"uuid_broadcast {check_uuid(call_id)} {{callworker_playback_id={check_uuid(playback_id)}}}{source} aleg"
+
+
+_TONE_SOURCE = re.compile(r"tone_stream://%\([0-9]{1,5},[0-9]{1,5},[0-9]{1,5}\);loops=[0-9]{1,3}\Z")
+_SOUND_SOURCE = re.compile(r"(file_string://)?/[A-Za-z0-9/._!-]{1,30000}\Z")
+
+
+def uuid_send_dtmf(call_id: str, digits: str) -> str:
+    """Send DTMF digits to the far end of the call (RFC 2833 on SIP)."""
+    return f"uuid_send_dtmf {check_uuid(call_id)} {_check(_DIGITS, digits, 'digits')}"
+
+
+def recording_path(recordings_dir: str, tenant: str, call_id: str, recording_id: str) -> str:
+    """``<recordings_dir>/<tenant>/<call_id>/<recording_id>.wav``."""
+    return (
+        f"{_check_dir(recordings_dir)}/{_check(_TENANT, tenant, 'tenant')}/{check_uuid(call_id)}/"
+        f"{check_uuid(recording_id)}.wav"
+    )
+
+
+_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# <recordings dir>/<tenant>/<call_id>/<recording_id>.wav, no empty, "." or ".." segment.
+_RECORDING_PATH = re.compile(rf"(/[A-Za-z0-9._-]{{1,200}}){{1,20}}/[a-z0-9][a-z0-9_-]{{0,62}}/{_ID}/{_ID}\.wav\Z")
+
+
+def uuid_record(call_id: str, action: str, path: str) -> str:
+    """``uuid_record <uuid> start|stop <path>`` of a path from ``recording_path``."""
+    if action not in ("start", "stop"):
+        raise UnsafeValue("record action is not allowed in a FreeSWITCH command")
+    _check(_RECORDING_PATH, path, "recording path")
+    if {".", ".."} & set(path.split("/")):
+        raise UnsafeValue("recording path is not allowed in a FreeSWITCH command")
+    return f"uuid_record {check_uuid(call_id)} {action} {path}"
 
 
 def uuid_exists(call_id: str) -> str:

@@ -96,6 +96,7 @@ class Order:
     supersedes: str | None = None
     closed_at: datetime | None = None
     user_id: str | None = None
+    gateway: str | None = None
 
     @property
     def cid_mask(self) -> str:

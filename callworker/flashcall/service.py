@@ -283,12 +283,13 @@ class FlashcallService:
             phone_key=phone_key(command.phone), status=OrderStatus.OPEN,
             code_hmac=code_hmac(self._key, order_id, code), code_len=len(code), cid_prefix=prefix,
             max_attempts=self._max_attempts, created_at=now, expires_at=now + self._ttl,
-            call_id=call_id, call_status="initiated", user_id=command.user_id,
+            call_id=call_id, call_status="initiated", user_id=command.user_id, gateway=self._gateway,
         )
         call = CallRecord(
             call_id=call_id, tenant=command.tenant, node=self._node, direction="outbound",
             status=Status.INITIATED, initiated_at=now, destination_number=command.phone,
             caller_id_number=order.cid_mask, flashcall_order_id=order_id, user_id=command.user_id,
+            gateway=self._gateway,
         )
         dial = builders.originate(
             call_id=call_id, destination_number=command.phone, gateway=self._gateway,

@@ -18,6 +18,7 @@ from callworker.simulator.causes import cause_from_text
 from callworker.simulator.channel import Channel
 from callworker.simulator.events import Block
 from callworker.simulator.legs import HELD_BY_US, hold, unhold
+from callworker.simulator.media import SimMedia
 from callworker.simulator.originate import originate
 from callworker.simulator.reports import show, status_text, version_text
 from callworker.simulator.switch import Switch
@@ -51,6 +52,8 @@ class ApiRunner:
             "hupall": self.hupall,
         }
         self._simple.update(bridge_commands(self.sw))
+        self.media = SimMedia(switch)
+        self._simple.update(self.media.commands())
 
     def refuse(self, line: str, reply: str, times: int) -> None:
         """The next ``times`` commands starting with ``line`` answer ``reply`` instead."""

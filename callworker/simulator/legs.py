@@ -192,10 +192,12 @@ def tear_down(sw: Switch, ch: Channel, ending: Ending, on_down: Callable[[], Non
     sw.emit(ch, "CHANNEL_HANGUP", state_number=10)
     if on_result is not None and ending.timed_out:
         on_result()
-    hooks, ch.hangup_hooks = ch.hangup_hooks, []
-    for hook in hooks:
-        hook()
+    channel_hooks, ch.hangup_hooks = ch.hangup_hooks, []
+    for channel_hook in channel_hooks:
+        channel_hook()
     _end_application(sw, ch)
+    for hook in sw.hangup_hooks:
+        hook(ch)
     ch.hangup_us = sw.now_us()
     if ch.held:
         ch.hold_accum_us += ch.hangup_us - ch.held_since_us

@@ -29,13 +29,17 @@ from callworker.simulator.legs import (
     mark_ringing,
     tear_down,
 )
+from callworker.simulator.media import far_end_dtmf
 from callworker.simulator.switch import Switch
 
 __all__ = ["OUTCOMES", "outcome_for", "run_call"]
 
 # Last four digits of the dialled number -> outcome (CONTRACT section 7).
 OUTCOMES = {"0486": "busy", "0408": "no_answer", "0403": "rejected", "0404": "unroutable",
-            "0200": "far_end_hangup", "0183": "early_media", "0180": "long_ring"}
+            "0200": "far_end_hangup", "0183": "early_media", "0180": "long_ring",
+            "0270": "sends_dtmf"}
+# ...0270: answers, then the far end keys in these digits (and stays up).
+FAR_END_DIGITS = "123#"
 
 # Final responses of a carrier that refuses the call (what FreeSWITCH records of them).
 _REFUSED = {
@@ -117,7 +121,7 @@ class _Ringing:
             return stopped
         if outcome in ("rejected", "unroutable"):
             return _REFUSED[outcome]
-        if outcome == "far_end_hangup":  # answers without ringing
+        if outcome in ("far_end_hangup", "sends_dtmf"):  # answers without ringing
             answer_far_end(sw, ch)
             return None
         if outcome == "early_media":
@@ -148,6 +152,9 @@ def _talk(sw: Switch, ch: Channel, outcome: str) -> Ending:
     if outcome == "far_end_hangup":
         if not ch.wait(sw.timing.far_end_hangup_after):
             ch.request_hangup("NORMAL_CLEARING", remote=True)
+    elif outcome == "sends_dtmf":
+        far_end_dtmf(sw, ch, FAR_END_DIGITS)
+        ch.killed.wait()
     else:
         ch.killed.wait()
     return _bye(ch) if ch.answered else _unanswered(ch)

@@ -16,6 +16,7 @@ from callworker.simulator.api import ApiRunner
 from callworker.simulator.channel import Channel
 from callworker.simulator.inbound import InboundCall, new_inbound_channel
 from callworker.simulator.legs import HELD_BY_FAR_END, answer_leg
+from callworker.simulator.media import far_end_dtmf
 from callworker.simulator.outbound_socket import OutboundSocket
 from callworker.simulator.session import Session
 from callworker.simulator.switch import Stats, Switch, Timing
@@ -170,6 +171,14 @@ class Simulator:
     def received_commands(self) -> list[str]:
         """Command lines received from all clients, in arrival order (the last 100,000)."""
         return list(self._commands)
+
+    def sent_dtmf(self, uuid: str) -> str:
+        """The digits ``uuid_send_dtmf`` sent to the far end of a call, in order."""
+        return self._api.media.sent_dtmf.get(uuid, "")
+
+    def far_end_dtmf(self, uuid: str, digits: str) -> None:
+        """The far end of a live call keys in ``digits`` (DTMF events on that leg)."""
+        far_end_dtmf(self._switch, self._live(uuid), digits, gap_s=0)
 
     def fire_custom(self, uuid: str, subclass: str, headers: dict[str, str]) -> None:
         """A CUSTOM event on a live channel, as the dialplan ``event`` application fires it.

@@ -103,6 +103,9 @@ class Switch:
         # own) lags the core, in seconds: a channel is listed this long after it was
         # made and still listed this long after it was destroyed.
         self.list_lag = 0.0
+        # Called as a channel goes down (after CHANNEL_HANGUP, before CHANNEL_HANGUP_COMPLETE):
+        # what runs on it stops (simulator/media.py).
+        self.hangup_hooks: list[Callable[[Channel], None]] = []
 
     def now_us(self) -> int:
         """The switch's clock: microseconds, in FreeSWITCH's steps."""

@@ -13,12 +13,10 @@ so a batch costs a single round trip instead of BEGIN, one per table, and
 COMMIT; the statement's text depends only on which tables the batch touches, so
 psycopg prepares it once on each connection.
 
-What the per-table path of `writes.py` guarantees holds here too: calls and
-commands are upserted (created_at kept), events and CDRs already stored are left
-as they were, another event with a taken (call_id, seq) fails the whole batch.
-One difference follows from the single statement: PostgreSQL refuses to upsert
-one key twice in it, so rows of one call or command are folded first, later
-values over earlier ones.
+Each table follows its rule in `batch.py`, as on the per-table path of
+`writes.py`: calls and commands are upserted (created_at kept, rows of one key
+folded first), events and CDRs already stored are left as they were, another
+event with a taken (call_id, seq) fails the whole batch.
 
 A batch that only opens new calls and commands is written ``fresh``: their rows
 are plain inserts, so a call id or command id the database holds already (or
@@ -39,13 +37,12 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import StatementError
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from callworker.store.models import CALLS, CDRS, COMMANDS, EVENTS, OUTBOX, USAGE
+from callworker.store.batch import KEEP_ON_CONFLICT, RULES, TableRule
+from callworker.store.models import OUTBOX, USAGE
 from callworker.store.usage import WINDOW_S
 
 __all__ = ["write_rows", "uniform"]
 
-# Columns an upsert never overwrites: the first time a row was seen stays true.
-_KEEP_ON_CONFLICT = frozenset({"created_at"})
 
 
 def _to_json(column_type: TypeEngine[Any]) -> Callable[[Any], Any] | None:
@@ -97,7 +94,7 @@ class _TableWrite:
         self._converters = [
             (name, _binder(table, name), _to_json(table.c[name].type)) for name in self.columns
         ]
-        updated = [name for name in self.given if name not in self.key and name not in _KEEP_ON_CONFLICT]
+        updated = [name for name in self.given if name not in self.key and name not in KEEP_ON_CONFLICT]
         if "updated_at" in self.defaulted:
             updated.append("updated_at")  # its default holds "now"
         self._updated = tuple(updated) if upsert else ()
@@ -153,20 +150,6 @@ def _python_default(column: Column[Any]) -> Callable[[], Any] | None:
     return lambda: function(None)  # SQLAlchemy wraps it to take an execution context
 
 
-def _folded(rows: Sequence[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, Any]]:
-    """One row per key, later values over earlier ones (but the first created_at), in first-seen order."""
-    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in rows:
-        row_key = tuple(row[name] for name in key)
-        first = merged.get(row_key)
-        if first is None:
-            merged[row_key] = row
-        else:
-            kept = {name: first[name] for name in _KEEP_ON_CONFLICT if name in first}
-            merged[row_key] = {**first, **row, **kept}
-    return list(merged.values())
-
-
 @functools.lru_cache(maxsize=32)
 def _write(table: Table, columns: tuple[str, ...], upsert: bool, refuse_taken: bool = False) -> _TableWrite:
     return _TableWrite(table, columns, upsert=upsert, refuse_taken=refuse_taken)
@@ -215,36 +198,29 @@ ON CONFLICT (tenant, user_id) DO UPDATE SET
  minute_cap = excluded.minute_cap, day_cap = excluded.day_cap, live_cap = excluded.live_cap,
  updated_at = excluded.updated_at"""  # noqa: S608 - built of constants only
 
-# The tables written by common table expressions, in this order: (name, table, upsert).
-_PLAN = (
-    ("calls", CALLS, True),
-    ("commands", COMMANDS, True),
-    ("events", EVENTS, False),
-    ("cdrs", CDRS, False),
-)
-# Upserted tables whose keys a fresh batch must not find taken.
-_FRESH_KEYS = frozenset({"calls", "commands"})
+# The tables written by common table expressions, by their rules (batch.py), in this order.
+# Flash-call orders are written beside the statement (writes.py).
+_PLAN = tuple(rule for rule in RULES if rule.name in ("calls", "commands", "events", "cdrs"))
+_RULE = {rule.name: rule for rule in _PLAN}
 # The shape of a batch: each present table's name and columns, the outbox's columns, fresh.
 _Shape = tuple[tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...], bool]
 
 
-def _table_write(name: str, table: Table, columns: tuple[str, ...], upsert: bool, fresh: bool) -> _TableWrite:
-    if fresh and name in _FRESH_KEYS:
-        return _write(table, columns, False, True)
-    return _write(table, columns, upsert)
+def _table_write(rule: TableRule, columns: tuple[str, ...], fresh: bool) -> _TableWrite:
+    if rule.refuses_taken(fresh):
+        return _write(rule.table, columns, False, True)
+    return _write(rule.table, columns, rule.upsert)
 
 
 @functools.lru_cache(maxsize=64)
 def _statement(shape: _Shape) -> str:
     tables, outbox_columns, fresh = shape
-    upserts = {name: (table, upsert) for name, table, upsert in _PLAN}
     ctes = []
     for name, columns in tables:
         if name == "usage":
             ctes.append(f"usage_ AS ({_USAGE_SQL})")
             continue
-        table, upsert = upserts[name]
-        ctes.append(f"{name}_ AS ({_table_write(name, table, columns, upsert, fresh).insert(name)})")
+        ctes.append(f"{name}_ AS ({_table_write(_RULE[name], columns, fresh).insert(name)})")
     if outbox_columns:
         write = _write(OUTBOX, outbox_columns, False)
         names = ", ".join(write.columns)
@@ -284,21 +260,17 @@ def write_rows(conn: Connection, tables: dict[str, list[dict[str, Any]]], *, fre
 def _parameters(
     dialect: Dialect, tables: dict[str, list[dict[str, Any]]], fresh: bool
 ) -> tuple[list[tuple[str, tuple[str, ...]]], dict[str, Any]]:
-    """The present tables with their columns, and every parameter array.
-
-    Fresh rows are not folded: two rows of one key must refuse the batch.
-    """
+    """The present tables with their columns, and every parameter array."""
     present: list[tuple[str, tuple[str, ...]]] = []
     params: dict[str, Any] = {}
-    for name, table, upsert in _PLAN:
-        rows = tables.get(name) or []
+    for rule in _PLAN:
+        rows = tables.get(rule.name) or []
         if not rows:
             continue
-        if upsert and not (fresh and name in _FRESH_KEYS):
-            rows = _folded(rows, tuple(col.name for col in table.primary_key.columns))
-        columns = _columns(table, rows)
-        present.append((name, columns))
-        params.update(_table_write(name, table, columns, upsert, fresh).params(name, rows, dialect))
+        rows = rule.rows_to_write(rows, fresh)
+        columns = _columns(rule.table, rows)
+        present.append((rule.name, columns))
+        params.update(_table_write(rule, columns, fresh).params(rule.name, rows, dialect))
     usage = tables.get("usage") or []
     if usage:
         columns = _columns(USAGE, usage)

@@ -33,6 +33,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from callworker.contract.common import TERMINAL_STATUSES as CALL_TERMINAL_STATUSES
+
 __all__ = [
     "Base",
     "Call",
@@ -44,6 +46,7 @@ __all__ = [
     "PolicyOverride",
     "PolicyUsage",
     "PrivacyErasure",
+    "Recording",
     "UTCDateTime",
     "metadata",
     "CALLS",
@@ -55,6 +58,7 @@ __all__ = [
     "OVERRIDES",
     "USAGE",
     "ERASURES",
+    "RECORDINGS",
     "USER_ID_LENGTH",
     "utcnow",
     "TERMINAL_STATUSES",
@@ -64,7 +68,7 @@ __all__ = [
 USER_ID_LENGTH = 64
 
 # Statuses after which a call never changes again (CONTRACT section 5).
-TERMINAL_STATUSES = ("completed", "failed", "cancelled")
+TERMINAL_STATUSES = tuple(sorted(status.value for status in CALL_TERMINAL_STATUSES))
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -150,6 +154,8 @@ class Call(Base):
     user_id: Mapped[str | None] = mapped_column(String(USER_ID_LENGTH))
     cost_cents: Mapped[int | None] = mapped_column(Integer)
     quality_score: Mapped[float | None] = mapped_column(Float)
+    # The gateway an outbound call was placed through (null: inbound).
+    gateway: Mapped[str | None] = mapped_column(String(64))
     # Counted in policy_usage while live: its end gives the slot back.
     counted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # The other call while bridged; what the answered call is connected to (calls/connect.py).
@@ -181,6 +187,8 @@ class Cdr(Base):
     __table_args__ = (
         Index("ix_cdrs_tenant_start_stamp", "tenant", "start_stamp"),
         Index("ix_cdrs_tenant_user_id_start_stamp", "tenant", "user_id", "start_stamp"),
+        # stats.get of every tenant (admin) reads by it.
+        Index("ix_cdrs_start_stamp", "start_stamp"),
     )
 
     call_id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -210,6 +218,9 @@ class Cdr(Base):
     cost_cents: Mapped[int | None] = mapped_column(Integer)
     quality_score: Mapped[float | None] = mapped_column(Float)
     bridged_with: Mapped[str | None] = mapped_column(String(36))
+    # The ids of the call's recordings (a JSON list), in the order they were started.
+    recordings: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
+    gateway: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -292,6 +303,8 @@ class FlashcallOrder(Base):
     expires_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
     user_id: Mapped[str | None] = mapped_column(String(USER_ID_LENGTH))
+    # The gateway its call is placed through.
+    gateway: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -363,6 +376,33 @@ class PrivacyErasure(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Recording(Base):
+    """One recording of a call: a WAV file FreeSWITCH writes (docs/media.md); upserted by id.
+
+    ``status`` is ``starting`` (asked of FreeSWITCH), ``recording`` (RECORD_START seen) or
+    ``stopped``. ``command_id`` is the ``record start`` that asked for it.
+    """
+
+    __tablename__ = "recordings"
+    __table_args__ = (
+        Index("ix_recordings_call_id", "call_id"),
+        Index("ix_recordings_tenant_started_at", "tenant", "started_at"),
+    )
+
+    recording_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(36))
+    tenant: Mapped[str] = mapped_column(String(63))
+    node: Mapped[str] = mapped_column(String(255))
+    command_id: Mapped[str | None] = mapped_column(String(36))
+    path: Mapped[str] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime | None]
+    stopped_at: Mapped[datetime | None]
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # The Core tables, for the statements of writes.py and queries.py.
 CALLS: Table = Call.__table__  # type: ignore[assignment]
 EVENTS: Table = CallEvent.__table__  # type: ignore[assignment]
@@ -373,3 +413,4 @@ FLASHCALL_ORDERS: Table = FlashcallOrder.__table__  # type: ignore[assignment]
 OVERRIDES: Table = PolicyOverride.__table__  # type: ignore[assignment]
 USAGE: Table = PolicyUsage.__table__  # type: ignore[assignment]
 ERASURES: Table = PrivacyErasure.__table__  # type: ignore[assignment]
+RECORDINGS: Table = Recording.__table__  # type: ignore[assignment]

@@ -44,6 +44,7 @@ from callworker.store.models import (
     FLASHCALL_ORDERS,
     OUTBOX,
     OVERRIDES,
+    RECORDINGS,
     USAGE,
     utcnow,
 )
@@ -133,12 +134,24 @@ class Subject:
 
 @guarded
 def export(engine: Engine, subject: Subject) -> dict[str, list[dict[str, Any]]]:
-    """The tenant's calls, CDRs and flash-call orders that name the subject (rows as stored)."""
+    """The tenant's calls, CDRs and flash-call orders that name the subject, and the recordings
+    of those calls (rows as stored)."""
+    calls = _matching_rows(engine, CALLS, subject, CALLS.c.initiated_at)
     return {
-        "calls": _matching_rows(engine, CALLS, subject, CALLS.c.initiated_at),
+        "calls": calls,
         "cdrs": _matching_rows(engine, CDRS, subject, CDRS.c.start_stamp),
         "flashcall_orders": _matching_rows(engine, FLASHCALL_ORDERS, subject, FLASHCALL_ORDERS.c.created_at),
+        "recordings": _recordings_of(engine, subject.tenant, [row["call_id"] for row in calls]),
     }
+
+
+def _recordings_of(engine: Engine, tenant: str, call_ids: list[str]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(call_ids), _CHUNK):
+        chunk = call_ids[start : start + _CHUNK]
+        stmt = select(RECORDINGS).where(RECORDINGS.c.tenant == tenant, RECORDINGS.c.call_id.in_(chunk))
+        rows.extend(fetch_all(engine, stmt))
+    return rows
 
 
 def _candidates(table: Table, subject: Subject) -> Any:

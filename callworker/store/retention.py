@@ -2,7 +2,8 @@
 
 Strategy: a background greenlet sweeps every ``interval_s``. Each step deletes
 one batch in its own short transaction: an ended call with its events and CDR
-(found by ``initiated_at``), a closed flash-call order with its events (by
+(found by ``initiated_at``) and its recordings' rows (the WAV files are
+FreeSWITCH's, on its machine: docs/media.md), a closed flash-call order with its events (by
 ``created_at``), command records (by ``created_at``, after 7 days: their ids
 stay taken that long, far past any command's maximum age), the limits' counts
 of tenants and users idle for two days with no call up, and erasures nodes have
@@ -31,6 +32,7 @@ from callworker.store.models import (
     ERASURES,
     EVENTS,
     FLASHCALL_ORDERS,
+    RECORDINGS,
     TERMINAL_STATUSES,
     USAGE,
     utcnow,
@@ -90,6 +92,7 @@ def _delete_calls(engine: Engine, cutoff: datetime, limit: int) -> int:
         if ids:
             conn.execute(delete(EVENTS).where(EVENTS.c.call_id.in_(ids)))
             conn.execute(delete(CDRS).where(CDRS.c.call_id.in_(ids)))
+            conn.execute(delete(RECORDINGS).where(RECORDINGS.c.call_id.in_(ids)))
             conn.execute(delete(CALLS).where(CALLS.c.call_id.in_(ids)))
     return len(ids)
 

@@ -3,10 +3,11 @@ outbox), and outbox cleanup.
 
 Strategy: this is the hot path of the worker, so every table is written with one
 Core statement executed over all of its rows (the driver's executemany), never row
-by row through the ORM. Upserts use the dialect's own INSERT .. ON CONFLICT, which
-SQLite and PostgreSQL spell the same way. Rows of a table are sent in runs of equal
-key sets, in the order given, so a later row for the same key wins and a row that
-leaves a column out does not overwrite it on conflict.
+by row through the ORM. What a batch is, and how each table's rows meet the rows
+already stored, is ``batch.py``'s, for both writers. Upserts use the dialect's own
+INSERT .. ON CONFLICT, which SQLite and PostgreSQL spell the same way. Rows of a
+table are sent in runs of equal key sets, in the order given, so a row that leaves
+a column out does not overwrite it on conflict.
 
 On PostgreSQL a batch goes as one statement instead (`bulk.py`: one round trip,
 and PostgreSQL does the per-row work): that is what the journal's commits and the
@@ -17,55 +18,25 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Insert, Table, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from callworker.store import bulk
+from callworker.store.batch import KEEP_ON_CONFLICT, RULES, Batch, TableRule
 from callworker.store.db import autocommit, guarded
-from callworker.store.models import CALLS, CDRS, COMMANDS, EVENTS, FLASHCALL_ORDERS, OUTBOX, utcnow
-from callworker.store.usage import Delta, fold, write_usage_sqlite
+from callworker.store.models import EVENTS, OUTBOX, utcnow
+from callworker.store.usage import fold, write_usage_sqlite
 
 __all__ = ["Batch", "write_batch", "batch_stored", "delete_outbox"]
 
-# Columns an upsert never overwrites: the first time a row was seen stays true.
-_KEEP_ON_CONFLICT = frozenset({"created_at"})
+# Flash-call orders and recordings are not part of PostgreSQL's single statement: they are
+# written beside it, in the same transaction.
+_BESIDE = tuple(rule for rule in RULES if rule.name in ("orders", "recordings"))
+
 # SQLite limits bound parameters per statement; PostgreSQL is fine with these too.
 _DELETE_CHUNK = 500
-
-
-@dataclass
-class Batch:
-    """Rows for one transaction, each a dict of column name to value."""
-
-    calls: list[dict[str, Any]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    cdrs: list[dict[str, Any]] = field(default_factory=list)
-    commands: list[dict[str, Any]] = field(default_factory=list)
-    outbox: list[dict[str, Any]] = field(default_factory=list)
-    orders: list[dict[str, Any]] = field(default_factory=list)
-    # What the batch adds to the limits' counts (store/usage.py): calls placed, and ended.
-    usage: list[Delta] = field(default_factory=list)
-
-    def is_empty(self) -> bool:
-        return not (
-            self.calls or self.events or self.cdrs or self.commands or self.outbox or self.orders
-            or self.usage
-        )
-
-
-def _merged_orders(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per order_id, later values over earlier ones.
-
-    An order may change several times in one batch; a multi-row upsert that names
-    one key twice is refused by PostgreSQL, so the changes are folded first.
-    """
-    merged: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        merged[row["order_id"]] = {**merged.get(row["order_id"], {}), **row}
-    return list(merged.values())
 
 
 def _runs(rows: Sequence[dict[str, Any]]) -> Iterator[tuple[frozenset[str], list[dict[str, Any]]]]:
@@ -101,7 +72,7 @@ def _upsert(dialect: str, table: Table, keys: frozenset[str]) -> Insert:
     updated = set(keys)
     if "updated_at" in table.c:
         updated.add("updated_at")  # its insert default holds "now"
-    updated -= set(pk) | _KEEP_ON_CONFLICT
+    updated -= set(pk) | KEEP_ON_CONFLICT
     set_ = {name: stmt.excluded[name] for name in sorted(updated)}
     if not set_:
         return stmt.on_conflict_do_nothing(index_elements=pk)  # type: ignore[no-any-return]
@@ -113,6 +84,19 @@ def _insert_ignore(dialect: str, table: Table) -> Insert:
     stmt = _dialect_insert(dialect, table)
     pk = [col.name for col in table.primary_key.columns]
     return stmt.on_conflict_do_nothing(index_elements=pk)  # type: ignore[no-any-return]
+
+
+def _write_table(conn: Connection, rule: TableRule, rows: Sequence[dict[str, Any]], fresh: bool) -> None:
+    """One table's rows by its rule: plain inserts, upserts, or inserts that leave stored rows be."""
+    dialect = conn.dialect.name
+    for keys, run in _runs(rule.rows_to_write(rows, fresh)):
+        if rule.refuses_taken(fresh):
+            stmt: Insert = insert(rule.table)  # a key already stored raises IntegrityError
+        elif rule.upsert:
+            stmt = _upsert(dialect, rule.table, keys)
+        else:
+            stmt = _insert_ignore(dialect, rule.table)
+        conn.execute(stmt, run)
 
 
 def _upsert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -143,12 +127,6 @@ def _bulk_tables(batch: Batch) -> dict[str, list[dict[str, Any]]] | None:
     return tables if all(bulk.uniform(rows) for rows in tables.values()) else None
 
 
-def _insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Plain inserts: a key already stored raises IntegrityError."""
-    for _keys, run in _runs(rows):
-        conn.execute(insert(table), run)
-
-
 @guarded
 def write_batch(engine: Engine, batch: Batch, *, fresh: bool = False) -> list[int]:
     """Write `batch` in one transaction; return the new outbox ids in the order given.
@@ -173,28 +151,19 @@ def write_batch(engine: Engine, batch: Batch, *, fresh: bool = False) -> list[in
         return []
     tables = _bulk_tables(batch) if engine.dialect.name == "postgresql" else None
     if tables is not None:
-        if not batch.orders:
+        beside = [(rule, getattr(batch, rule.name)) for rule in _BESIDE if getattr(batch, rule.name)]
+        if not beside:
             with autocommit(engine).connect() as conn:
                 return bulk.write_rows(conn, tables, fresh=fresh)
         with engine.begin() as conn:
-            _upsert_rows(conn, FLASHCALL_ORDERS, _merged_orders(batch.orders))
+            for rule, rows in beside:
+                _write_table(conn, rule, rows, fresh)
             return bulk.write_rows(conn, tables, fresh=fresh)
-    keyed = _insert_rows if fresh else _upsert_rows
     with engine.begin() as conn:
-        if batch.calls:
-            keyed(conn, CALLS, batch.calls)
-        if batch.orders:
-            _upsert_rows(conn, FLASHCALL_ORDERS, _merged_orders(batch.orders))
-        if batch.commands:
-            keyed(conn, COMMANDS, batch.commands)
-        if batch.events:
-            stmt = _insert_ignore(conn.dialect.name, EVENTS)
-            for _keys, run in _runs(batch.events):
-                conn.execute(stmt, run)
-        if batch.cdrs:
-            stmt = _insert_ignore(conn.dialect.name, CDRS)
-            for _keys, run in _runs(batch.cdrs):
-                conn.execute(stmt, run)
+        for rule in RULES:
+            rows = getattr(batch, rule.name)
+            if rows:
+                _write_table(conn, rule, rows, fresh)
         # After the writes above: the transaction holds SQLite's write lock.
         write_usage_sqlite(conn, batch.usage, utcnow(), _upsert_rows)
         return _insert_outbox(conn, batch.outbox) if batch.outbox else []

@@ -91,6 +91,15 @@ def sync(journal: Journal) -> None:
     journal.run(lambda unit: None)
 
 
+def answered_call(service: CallService, journal: Journal, pump: EventPump) -> str:
+    """A call placed and answered; its call_id."""
+    reply = service.execute(command("originate", destination_number="+15551230001"), Delivered(None, None))
+    call_id: str = reply["result"]["call_id"]
+    pump.handle(fs_event("CHANNEL_ANSWER", call_id))
+    sync(journal)
+    return call_id
+
+
 def test_originate_sends_one_validated_bgapi_and_commits_the_reply(setup: Any) -> None:
     service, journal, pump, port, published, engine = setup
     cmd = command("originate", destination_number="+15551230001", caller_id_name="Front Desk")
@@ -177,15 +186,41 @@ def test_events_become_contract_events_with_gapless_seq(setup: Any) -> None:
 
 def test_mute_is_published_by_the_worker_and_only_on_change(setup: Any) -> None:
     service, journal, pump, port, published, engine = setup
-    call_id = service.execute(command("originate", destination_number="+15551230001"), Delivered(None, None))["result"][
-        "call_id"
-    ]
-    pump.handle(fs_event("CHANNEL_ANSWER", call_id))
-    sync(journal)
+    call_id = answered_call(service, journal, pump)
     service.execute(command("mute", call_id=call_id), Delivered(None, None))
     service.execute(command("mute", call_id=call_id), Delivered(None, None))
     assert [c for c in port.sent if "uuid_audio" in c] == [f"api uuid_audio {call_id} start read mute 1"]
     assert published_types(published, call_id).count("call.muted") == 1
+
+
+def test_a_resume_right_after_a_hold_reaches_freeswitch_before_its_hold_event(setup: Any) -> None:
+    service, journal, pump, port, published, engine = setup
+    call_id = answered_call(service, journal, pump)
+    # FreeSWITCH's CHANNEL_HOLD has not come in yet when the resume arrives.
+    held = service.execute(command("hold", call_id=call_id), Delivered(None, None))
+    resumed = service.execute(command("hold", call_id=call_id, hold=False), Delivered(None, None))
+    assert held["result"]["on_hold"] is True and resumed["result"]["on_hold"] is False
+    assert [c for c in port.sent if "uuid_hold" in c] == [f"api uuid_hold {call_id}", f"api uuid_hold off {call_id}"]
+    # The same for mute and unmute; and a repeat of what was just asked sends nothing.
+    for muted in (True, False, False):
+        service.execute(command("mute", call_id=call_id, muted=muted), Delivered(None, None))
+    assert [c for c in port.sent if "uuid_audio" in c] == [
+        f"api uuid_audio {call_id} start read mute 1",
+        f"api uuid_audio {call_id} start read mute 0",
+    ]
+    assert published_types(published, call_id)[-2:] == ["call.muted", "call.unmuted"]
+
+
+def test_a_refused_hold_is_not_taken_for_asked(setup: Any) -> None:
+    service, journal, pump, port, published, engine = setup
+    call_id = answered_call(service, journal, pump)
+    answer = port.api
+    port.api = lambda text, timeout=None: "-ERR no media\n" if text.startswith("uuid_hold") else answer(text)  # type: ignore[method-assign]
+    refused = service.execute(command("hold", call_id=call_id), Delivered(None, None))
+    assert refused["error"]["code"] == "FREESWITCH_ERROR"
+    port.api = answer  # type: ignore[method-assign]
+    service.execute(command("hold", call_id=call_id), Delivered(None, None))
+    assert [c for c in port.sent if "uuid_hold" in c] == [f"api uuid_hold {call_id}"]
 
 
 @pytest.mark.parametrize("command_type", ["hold", "mute"])

@@ -21,6 +21,7 @@ import pytest
 from gevent.queue import Queue
 from gevent.server import StreamServer
 
+from callworker.backoff import Backoff
 from callworker.errors import (
     FreeSwitchAuthError,
     FreeSwitchError,
@@ -41,7 +42,7 @@ from callworker.esl.codec import (
     event_frame,
     rude_rejection,
 )
-from callworker.esl.connection import Backoff, EslConnection, EslSession
+from callworker.esl.connection import EslConnection, EslSession
 from callworker.esl.port import FreeSwitchPort
 
 PASSWORD = "ClueCon"

@@ -8,9 +8,9 @@ from collections.abc import Callable
 import gevent.event
 import pytest
 
+from callworker.backoff import Backoff
 from callworker.calls.resync import Reconciler
 from callworker.errors import FreeSwitchUnreadable, StoreUnavailable
-from callworker.esl.connection import Backoff
 
 WAIT = 5.0
 

@@ -20,10 +20,9 @@ from typing import Any
 import pytest
 
 from callworker.calls import cdr
-from callworker.calls.fsevents import SUBSCRIBED_EVENTS
 from callworker.simulator import Simulator
 from tests.sequences.scenarios import SCENARIOS, FarEnd, Run, Scenario, play
-from tests.sequences.summary import CDR_READS, compare, summarise
+from tests.sequences.summary import CDR_READS, SUBSCRIBED_EVENTS, compare, summarise
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "freeswitch-1.10.12" / "sequences.json"
 

@@ -167,7 +167,7 @@ class StoreContract:
             assert TABLES <= set(inspect(engine).get_table_names())
             with engine.connect() as conn:
                 versions = conn.execute(text("SELECT version_num FROM alembic_version")).all()
-            assert versions == [("0005",)]
+            assert versions == [("0006",)]
             assert schema_diff(engine) == []
         finally:
             engine.dispose()

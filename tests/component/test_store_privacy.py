@@ -89,7 +89,7 @@ class PrivacyContract:
         by_user = export(engine, Subject.of(KEY, "acme", user_id="bob"))
         assert [row["call_id"] for row in by_user["calls"]] == [ids["named"]]
         assert export(engine, Subject.of(KEY, "acme", user_id="nobody")) == {
-            "calls": [], "cdrs": [], "flashcall_orders": []}
+            "calls": [], "cdrs": [], "flashcall_orders": [], "recordings": []}
 
     def test_an_erased_number_is_nowhere_in_the_tenants_rows(self, engine: Engine) -> None:
         stored(engine, "acme")

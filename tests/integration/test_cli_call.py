@@ -164,14 +164,49 @@ def test_transfer_is_published_and_its_answer_shown_whatever_the_worker_knows(
         assert "the worker does not run 'transfer' commands" in err
 
 
-def test_stats_prints_the_groups_or_says_the_worker_has_none(
+def _kpi_rows(out: str) -> dict[str, list[str]]:
+    """The rows of the printed "calls" table by group: [calls, answered, ..., MOS]."""
+    table = out.split("hangup causes")[0]
+    return {line.split()[0]: line.split()[1:] for line in table.splitlines()[1:]
+            if len(line.split()) == 13 and line.split()[1].isdigit()}
+
+
+def test_stats_prints_the_tenants_figures(
+    worker: Worker, probe: Probe, tenant: str, amqp_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cdrs = []
+    for number in ("+15551230200", "+15551230486", "+15551230403"):  # answered, busy, rejected
+        call_id = probe.send(tenant, "originate", destination_number=number)["command_id"]
+        reply = probe.reply_for(call_id)
+        cdrs.append(probe.call_events_until_terminal(reply["result"]["call_id"], timeout=20)[-1]["data"])
+    status, out, err = cli(capsys, "stats", "--tenant", tenant, "--amqp-url", amqp_url)
+    assert status == 0, err
+    row = _kpi_rows(out)["all"]
+    assert row[:6] == ["3", "1", "2", "0", "0.33", "1"]  # calls answered failed cancelled ASR NER
+    answered = next(cdr for cdr in cdrs if cdr["answer_stamp"] is not None)
+    minutes = sum(cdr["billsec"] for cdr in cdrs) / 60
+    assert float(row[6]) == pytest.approx(answered["billsec"], abs=0.01)  # ACD
+    assert float(row[9]) == pytest.approx(minutes, abs=0.01) and row[10] == "0"
+    cause_lines = out.split("hangup causes")[1].splitlines()
+    causes = {tuple(line.split()[1:]) for line in cause_lines if line.split()[:1] == ["all"]}
+    assert causes == {("NORMAL_CLEARING", "1"), ("USER_BUSY", "1"), ("CALL_REJECTED", "1")}
+
+    # By gateway; and the operator's view of the same tenant.
+    status, out, err = cli(capsys, "stats", "--tenant", tenant, "--group-by", "gateway", "--amqp-url", amqp_url)
+    assert status == 0 and list(_kpi_rows(out)) == ["default"] and _kpi_rows(out)["default"][:2] == ["3", "1"]
+    status, out, err = cli(capsys, "stats", "--tenant", "admin", "--of-tenant", tenant, "--amqp-url", amqp_url)
+    assert status == 0 and _kpi_rows(out)["all"][:6] == row[:6]
+    # Another tenant has none of it.
+    status, out, err = cli(capsys, "stats", "--tenant", tenant + "x", "--amqp-url", amqp_url)
+    assert status == 0 and _kpi_rows(out)["all"][:6] == ["0", "0", "0", "0", "-", "-"]
+
+
+def test_stats_refuses_a_range_the_worker_refuses(
     worker: Worker, tenant: str, amqp_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status, out, err = cli(capsys, "stats", "--tenant", tenant, "--amqp-url", amqp_url)
-    if status == 1:  # a worker without stats.get
-        assert out == "" and "does not answer stats.get (UNKNOWN_COMMAND)" in err
-    else:
-        assert status == 0 and out.startswith("calls") and "ASR" in out, err
+    status, out, err = cli(capsys, "stats", "--tenant", tenant, "--from", "2026-11-02", "--to", "2026-11-01",
+                           "--amqp-url", amqp_url)
+    assert (status, out) == (1, "") and err.startswith("error VALIDATION_ERROR")
 
 
 @pytest.fixture

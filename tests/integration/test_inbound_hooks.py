@@ -103,6 +103,8 @@ def test_the_worker_subscribes_all_narrowed_to_its_events_and_the_hooks(
     assert "event plain ALL" in lines
     assert "filter Event-Subclass /^callworker::/" in lines
     assert "filter Event-Name CHANNEL_HANGUP_COMPLETE" in lines
+    for media in ("PLAYBACK_START", "PLAYBACK_STOP", "RECORD_START", "RECORD_STOP", "DTMF"):
+        assert f"filter Event-Name {media}" in lines
 
 
 def test_inbound_call_is_announced_answered_held_muted_and_hung_up(

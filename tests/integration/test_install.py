@@ -61,7 +61,7 @@ def _assert_migrated(database_url: str) -> None:
         assert set(metadata.tables) <= set(inspect(engine).get_table_names())
         with engine.connect() as conn:
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-        assert version == "0005"
+        assert version == "0006"
     finally:
         engine.dispose()
 
@@ -104,3 +104,13 @@ def test_python_m_callworker_migrates_a_fresh_postgresql_database(
     done = _run(installed, tmp_path, fresh_pg, sys.executable, "-m", "callworker", "migrate")
     assert done.returncode == 0, done.stderr
     _assert_migrated(fresh_pg)
+
+
+def test_the_installed_copy_serves_the_dashboards_own_files(installed: Path, tmp_path: Path) -> None:
+    probe = ("from importlib import resources; import callworker.dashboard as d; "
+             "print(resources.files(d).joinpath('static'))")
+    done = _run(installed, tmp_path, "sqlite://", sys.executable, "-c", probe)
+    assert done.returncode == 0, done.stderr
+    static = Path(done.stdout.strip())
+    assert static.is_relative_to(installed)
+    assert sorted(p.name for p in static.iterdir()) == ["dashboard.css", "dashboard.html", "dashboard.js"]

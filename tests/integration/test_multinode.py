@@ -55,6 +55,13 @@ def test_commands_reach_the_node_that_holds_the_call(
     for call_id in call_ids:
         reply = probe.reply_for(probe.send(tenant, "hold", call_id=call_id)["command_id"])
         assert reply["ok"] and reply["result"]["on_hold"] is True, reply
+    # And a media command: the owner's FreeSWITCH is asked, the owner tells its events.
+    for call_id in call_ids:
+        reply = probe.reply_for(probe.send(tenant, "dtmf", call_id=call_id, digits="5")["command_id"])
+        assert reply["ok"], reply
+    for worker, sim in two_nodes:
+        for call_id in (c for c, node in answered.items() if node == worker.settings.node_id):
+            assert sim.sent_dtmf(call_id) == "5"
     for call_id in call_ids:
         reply = probe.reply_for(probe.send(tenant, "hangup", call_id=call_id)["command_id"])
         assert reply["ok"], reply

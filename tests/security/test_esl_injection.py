@@ -13,6 +13,7 @@ RabbitMQ to the real worker and reads what the simulator received.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from callworker.app import Worker
 from callworker.bus.probe import Probe
 from callworker.calls.fsevents import EventPump
 from callworker.calls.journal import Journal
+from callworker.calls.media import Media
 from callworker.calls.service import CallService, Delivered
 from callworker.contract import HANGUP_CAUSES, ContractError, ErrorCode, decode_command
 from callworker.errors import AlreadyStored, UnsafeValue
@@ -353,6 +355,149 @@ def test_hangup_hold_and_mute_send_one_clean_command_or_nothing(
         assert line == expected
 
 
+# ------------------------------------------------------------------ media
+
+SOUNDS_DIR = "/nonexistent/callworker-sounds"  # not here: the worker cannot check the file, FreeSWITCH would
+RECORDINGS_DIR = "/var/lib/callworker-test/recordings"
+SOUND = r"[A-Za-z0-9_-]{1,64}\.wav"
+TONE = r"[0-9]{1,5},[0-9]{1,5},[0-9]{1,5}"
+DIGITS = r"[0-9*#A-D]{1,32}"
+sounds = st.from_regex(SOUND, fullmatch=True)
+tones = st.from_regex(TONE, fullmatch=True)
+digit_strings = st.from_regex(DIGITS, fullmatch=True)
+MEDIA_VALID: dict[str, st.SearchStrategy[Any]] = {
+    "call_id": st.one_of(known_call, uuids_any_case),
+    "sound": st.one_of(st.just(MISSING), sounds),
+    "tone": st.one_of(st.just(MISSING), tones),
+    "loops": st.one_of(st.just(MISSING), st.integers(1, 100)),
+    "digits": digit_strings,
+    "action": st.sampled_from(["start", "stop"]),
+}
+MEDIA_WILD: dict[str, st.SearchStrategy[Any]] = {
+    "call_id": st.one_of(nasty(known_call), json_values),
+    "sound": st.one_of(nasty(sounds), st.sampled_from(["../../etc/passwd.wav", "a b.wav", "x.WAV", "x.wav!y.wav",
+                                                       "{api_on_answer=hupall}x.wav"]), json_values),
+    "tone": st.one_of(nasty(tones), st.sampled_from(["1,2,3,4", "1,2", "123456,1,1", "1,2,3);loops=-1"]),
+                      json_values),
+    "loops": st.one_of(st.integers(-5, 200), json_values, st.just("2"), st.just(2.0)),
+    "digits": st.one_of(nasty(digit_strings), st.sampled_from(["1@9999", "abcd", "1 2", "1" * 33]), json_values),
+    "action": st.one_of(nasty(st.sampled_from(["start", "stop"])), json_values),
+}
+
+
+@pytest.fixture(scope="module")
+def media_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Rig, Media]]:
+    """The media test's own rig and media commands: acme's answered and ringing calls, globex's."""
+    with _new_rig(tmp_path_factory.mktemp("media")) as built:
+        built.place(TENANT, LIVE_CALL, answered=True)
+        built.place(TENANT, RINGING_CALL, answered=False)
+        built.place(OTHER_TENANT, OTHER_TENANT_CALL, answered=True)
+        media = Media(journal=built.journal, service=built.service, engine=built.service._engine, node="fs1",
+                      sounds_dir=SOUNDS_DIR, recordings_dir=RECORDINGS_DIR)
+        yield built, media
+
+
+def _media_fields(command_type: str, values: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The command's fields, and whether the contract must accept them (CONTRACT section 3)."""
+    names_of = {"play": ("sound", "tone", "loops"), "dtmf": ("digits",), "record": ("action",)}[command_type]
+    fields = {"call_id": values["call_id"]}
+    fields.update({name: values[name] for name in names_of if values[name] is not MISSING})
+    ok = fits(UUID_ANY_CASE, values["call_id"])
+    if command_type == "play":
+        sound, tone, loops = fields.get("sound"), fields.get("tone"), fields.get("loops", 1)
+        ok = ok and (sound is None) != (tone is None) and (sound is None or fits(SOUND, sound)) \
+            and (tone is None or fits(TONE, tone)) and type(loops) is int and 1 <= loops <= 100
+    elif command_type == "dtmf":
+        ok = ok and fits(DIGITS, fields["digits"])
+    else:
+        ok = ok and fields["action"] in ("start", "stop")
+    return fields, ok
+
+
+def _media_line(command_type: str, fields: dict[str, Any], target: str) -> str:
+    """What an accepted command must send, as a pattern."""
+    if command_type == "dtmf":
+        return re.escape(f"api uuid_send_dtmf {target} {fields['digits']}")
+    if command_type == "record":
+        return (rf"api uuid_record {target} {fields['action']} {re.escape(RECORDINGS_DIR)}/{TENANT}/{target}/"
+                rf"{UUID_LOWER}\.wav")
+    loops = fields.get("loops", 1)
+    if "tone" in fields:
+        source = f"tone_stream://%({fields['tone']});loops={loops}"
+    else:
+        path = f"{SOUNDS_DIR}/{fields['sound']}"
+        source = path if loops == 1 else "file_string://" + "!".join([path] * loops)
+    return rf"api uuid_broadcast {target} \{{callworker_playback_id={UUID_LOWER}\}}{re.escape(source)} aleg"
+
+
+@FUZZ
+@given(command_type=st.sampled_from(["play", "dtmf", "record"]), values=some_wild(MEDIA_VALID, MEDIA_WILD))
+def test_play_dtmf_and_record_send_one_clean_command_or_nothing(
+    media_rig: tuple[Rig, Media], command_type: str, values: dict[str, Any]
+) -> None:
+    rig, media = media_rig
+    fields, ok = _media_fields(command_type, values)
+    handler = media.handlers()[command_type]
+    outcome, sent = rig.new_sends(lambda: handler(_decode(TENANT, command_type, fields), Delivered(None, None)))
+    event(f"{command_type} {'accepted' if ok else 'refused'}")
+    if not ok:
+        _assert_refused(outcome, sent)
+        assert outcome.code is ErrorCode.VALIDATION_ERROR  # a bad value, dead-lettered
+        return
+    assert not isinstance(outcome, ContractError), (outcome, fields)
+    target = fields["call_id"].lower()
+    refusal = _refusal(rig, TENANT, "hold", target)  # media needs an answered call of one's own
+    if refusal is not None:
+        assert not outcome["ok"] and outcome["error"]["code"] == refusal, outcome
+        assert sent == []
+        return
+    if not outcome["ok"]:  # record stop with no recording running
+        assert (command_type, fields["action"], outcome["error"]["code"]) == ("record", "stop", "CALL_NOT_ACTIVE")
+        assert sent == []
+        return
+    assert len(sent) <= 1 and (sent or command_type == "record")
+    for payload in sent:
+        line, headers = split_frame(payload)
+        assert headers == {}
+        assert re.fullmatch(_media_line(command_type, fields, target), line), line
+
+
+@FUZZ
+@given(
+    call_id=st.one_of(uuids, nasty(uuids), json_values),
+    value=st.one_of(sounds, tones, digit_strings, nasty(st.one_of(sounds, tones, digit_strings)), json_values),
+    loops=st.one_of(st.integers(-2, 102), json_values),
+)
+def test_media_builders_refuse_or_build_one_clean_command(call_id: Any, value: Any, loops: Any) -> None:
+    id_ok = fits(UUID_LOWER, call_id)
+    loops_ok = type(loops) is int and 1 <= loops <= 100
+    path = f"{SOUNDS_DIR}/{value}"
+    cases: list[tuple[Callable[[], str], bool, str]] = [
+        (lambda: builders.tone_source(value, loops), fits(TONE, value) and loops_ok,
+         f"tone_stream://%({value});loops={loops}"),
+        (lambda: builders.sound_source(SOUNDS_DIR, value, loops), fits(SOUND, value) and loops_ok,
+         path if loops == 1 else "file_string://" + "!".join([path] * (loops if loops_ok else 0))),
+        (lambda: builders.uuid_send_dtmf(call_id, value), id_ok and fits(DIGITS, value),
+         f"uuid_send_dtmf {call_id} {value}"),
+        (lambda: builders.recording_path(RECORDINGS_DIR, TENANT, call_id, call_id), id_ok,
+         f"{RECORDINGS_DIR}/{TENANT}/{call_id}/{call_id}.wav"),
+        (lambda: builders.uuid_broadcast_play(call_id, call_id, f"tone_stream://%({value});loops=1"),
+         id_ok and fits(TONE, value),
+         f"uuid_broadcast {call_id} {{callworker_playback_id={call_id}}}tone_stream://%({value});loops=1 aleg"),
+        (lambda: builders.uuid_record(call_id, "start", f"{RECORDINGS_DIR}/{value}/{call_id}/{call_id}.wav"),
+         id_ok and fits(TENANT_NAME, str(value)),
+         f"uuid_record {call_id} start {RECORDINGS_DIR}/{value}/{call_id}/{call_id}.wav"),
+    ]
+    for build, ok, expected in cases:
+        try:
+            line = build()
+        except UnsafeValue:
+            assert not ok
+            continue
+        assert ok and line == expected, (line, expected)
+        split_frame(encode_command(f"api {line}"))
+
+
 # ------------------------------------------------------------------ the builders
 
 
@@ -491,6 +636,15 @@ def _attacks(call_id: str) -> list[tuple[str, dict[str, Any]]]:
         ("hold", {"call_id": call_id, "hold": "off\n\napi hupall"}),
         ("mute", {"call_id": f"{call_id}\r\n\r\napi hupall"}),
         ("mute", {"call_id": call_id, "muted": "1\n\napi hupall"}),
+        ("play", {"call_id": call_id, "sound": "../../../etc/passwd.wav"}),
+        ("play", {"call_id": call_id, "sound": "x.wav\n\napi hupall"}),
+        ("play", {"call_id": call_id, "sound": "{api_on_answer=hupall}x.wav"}),
+        ("play", {"call_id": call_id, "tone": "100,100,440);loops=-1 both\n\napi hupall"}),
+        ("play", {"call_id": call_id, "tone": "100,100,440", "sound": "x.wav"}),
+        ("play", {"call_id": call_id, "tone": "100,100,440", "loops": "1 both"}),
+        ("dtmf", {"call_id": call_id, "digits": "123\n\napi hupall"}),
+        ("dtmf", {"call_id": call_id, "digits": "1@100000"}),
+        ("record", {"call_id": call_id, "action": "start /etc/passwd"}),
     ]
 
 

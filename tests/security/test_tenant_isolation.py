@@ -23,7 +23,10 @@ from callworker.simulator import Simulator
 
 pytestmark = pytest.mark.integration
 
-CALL_COMMANDS = ("hangup", "hold", "mute", "call.get")
+CALL_COMMANDS = ("hangup", "hold", "mute", "call.get", "play", "dtmf", "record")
+# What each command needs besides the call id.
+FIELDS: dict[str, dict[str, Any]] = {"play": {"tone": "100,100,440"}, "dtmf": {"digits": "1"},
+                                     "record": {"action": "start"}}
 
 
 @pytest.fixture
@@ -71,12 +74,14 @@ def test_b_cannot_act_on_or_read_a_calls_and_gets_the_answer_for_a_call_that_nev
     b, b_probe = intruder
     never = str(uuid.uuid4())
     for command_type in CALL_COMMANDS:
-        baseline = send(b_probe, b, command_type, call_id=never)
+        fields = FIELDS.get(command_type, {})
+        baseline = send(b_probe, b, command_type, call_id=never, **fields)
         assert baseline["ok"] is False and baseline["error"]["code"] == "CALL_NOT_FOUND"
         for call_id in a_calls.values():
-            reply = send(b_probe, b, command_type, call_id=call_id)
+            reply = send(b_probe, b, command_type, call_id=call_id, **fields)
             assert anonymous(reply, call_id) == anonymous(baseline, never), (command_type, reply)
-    # A's call did not notice: not hung up, held or muted, and FreeSWITCH was never asked.
+    # A's call did not notice: not hung up, held, muted, played to or recorded, and
+    # FreeSWITCH was never asked.
     live = a_calls["live"]
     snapshot = send(probe, tenant, "call.get", call_id=live)["result"]
     assert (snapshot["status"], snapshot["on_hold"], snapshot["muted"]) == ("answered", False, False)
@@ -120,8 +125,16 @@ def test_lists_events_and_replies_hold_nothing_of_the_other_tenant(
         listing = send(b_probe, b, "call.list", **fields)["result"]
         assert listing == {"calls": [], "total_count": 0, "has_more": False}
     assert send(b_probe, b, "cdr.list", limit=1000)["result"] == {"cdrs": [], "total_count": 0, "has_more": False}
+    for group_by in ("none", "gateway", "hour", "day"):  # naming A in the body changes nothing
+        command_id = str(uuid.uuid4())
+        body = {"v": 1, "command_id": command_id, "type": "stats.get", "group_by": group_by, "tenant": tenant}
+        b_probe.publish_raw(f"{b}.stats.get", json.dumps(body).encode())
+        groups = b_probe.reply_for(command_id)["result"]["groups"]
+        assert sum(g["calls"] for g in groups) == 0 and all(g["hangup_causes"] == {} for g in groups)
 
     own = place_call(b_probe, b, "+15551230200", wait_for="call.cdr")
+    [b_stats] = send(b_probe, b, "stats.get")["result"]["groups"]
+    assert (b_stats["calls"], b_stats["answered"], b_stats["hangup_causes"]) == (1, 1, {"NORMAL_CLEARING": 1})
     assert [c["call_id"] for c in send(b_probe, b, "call.list")["result"]["calls"]] == [own]
     assert [c["call_id"] for c in send(b_probe, b, "cdr.list")["result"]["cdrs"]] == [own]
     a_listed = {c["call_id"] for c in send(probe, tenant, "call.list")["result"]["calls"]}

@@ -173,6 +173,8 @@ class Scenario:
 
 
 _KILL = api("uuid_kill {call_id}")
+_PLAYBACK = "9616ec3c-76cb-59ca-a212-af8fbceac6e1"
+_RECORDING = f"/tmp/callworker-sequences/acme/{{call_id}}/{_PLAYBACK}.wav"
 _ANSWERED = wait("CHANNEL_PARK")
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -213,6 +215,15 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("duplicate_uuid", "0181",
              "answered; an originate again with the same origination_uuid; hung up",
              (originate(), _ANSWERED, originate(), wait("BACKGROUND_JOB", 2), _KILL)),
+    Scenario("media", "0181",
+             "answered; a tone played (uuid_broadcast), a recording started and stopped, DTMF sent; hung up",
+             (originate(), _ANSWERED, api(f"uuid_broadcast {{call_id}} {{{{callworker_playback_id={_PLAYBACK}}}}}"
+                                          "tone_stream://%(100,100,440);loops=2 aleg"),
+              wait("PLAYBACK_STOP"), wait("COMMAND"), api(f"uuid_record {{call_id}} start {_RECORDING}"),
+              wait("MEDIA_BUG_START"), api("uuid_send_dtmf {call_id} 1#"),
+              api(f"uuid_record {{call_id}} stop {_RECORDING}"), wait("MEDIA_BUG_STOP"), _KILL)),
+    Scenario("far_end_dtmf", "0270", "answers; the far end keys in 123#; hung up",
+             (originate(), _ANSWERED, wait("DTMF", 4), _KILL)),
     Scenario("unknown_uuid", "0181", "hold, unhold, mute and kill a uuid no channel has",
              (api("uuid_hold {call_id}"), api("uuid_hold off {call_id}"),
               api("uuid_audio {call_id} start read mute 1"), _KILL)),

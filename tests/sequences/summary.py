@@ -18,7 +18,8 @@ import difflib
 import re
 from typing import Any
 
-from callworker.calls.fsevents import SUBSCRIBED_EVENTS
+from callworker.calls.fsevents import SUBSCRIBED_EVENTS as CALL_EVENTS
+from callworker.calls.media_events import MEDIA_EVENTS
 from tests.sequences.scenarios import Recording, label
 
 __all__ = ["CDR_READS", "EVENT_READS", "compare", "job_in_window", "merge_jobs", "shape", "summarise"]
@@ -37,14 +38,21 @@ CDR_READS = (
     "variable_progress_media_uepoch", "variable_rtp_audio_in_mos", "variable_read_codec",
     "variable_write_codec",
 )
+# Read from the media events (media_events.py).
+MEDIA_READS = ("callworker_playback_id", "Playback-File-Path", "Playback-Status", "Record-File-Path",
+               "variable_record_ms", "variable_record_samples", "DTMF-Digit", "DTMF-Duration")
+SUBSCRIBED_EVENTS = (*CALL_EVENTS, *MEDIA_EVENTS)
 BODY = "_body"
 JOB = "BACKGROUND_JOB"
 _TIMES = re.compile(r"Event-Date-Timestamp|variable_\w+_uepoch")
-_COUNTS = frozenset({"variable_duration", "variable_billsec", "variable_billmsec"})
+_COUNTS = frozenset({"variable_duration", "variable_billsec", "variable_billmsec", "variable_record_ms",
+                     "variable_record_samples"})
 _DECIMALS = frozenset({"variable_rtp_audio_in_mos"})
 
 
 def _reads(name: str) -> tuple[str, ...]:
+    if name in MEDIA_EVENTS:
+        return EVENT_READS + MEDIA_READS
     return EVENT_READS + CDR_READS if name == "CHANNEL_HANGUP_COMPLETE" else EVENT_READS
 
 

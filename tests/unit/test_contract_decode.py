@@ -366,7 +366,7 @@ HAPPY = [
       "status": "answered", "limit": 100, "offset": 7},
      {"from_": datetime(2026, 11, 22, 7, 0, tzinfo=UTC),
       "to": datetime(2026, 11, 22, 12, 0, tzinfo=UTC),
-      "status": CallStatus.answered, "limit": 100, "offset": 7}),
+      "status": CallStatus.ANSWERED, "limit": 100, "offset": 7}),
     ("cdr.list", {}, {"from_": None, "to": None, "limit": 100, "offset": 0}),
     ("cdr.list", {"limit": 1000, "from": "2026-11-22T10:31:00.123456+00:00"},
      {"limit": 1000,

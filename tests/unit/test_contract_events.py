@@ -33,7 +33,9 @@ def test_event_types_are_the_contracts() -> None:
     assert [t.value for t in EventType] == [
         "call.initiated", "call.ringing", "call.answered", "call.held", "call.unheld",
         "call.muted", "call.unmuted", "call.completed", "call.failed", "call.cancelled",
-        "call.cdr", "flashcall.created", "flashcall.ringing", "flashcall.answered",
+        "call.cdr", "call.dtmf", "call.playback_started", "call.playback_finished",
+        "call.recording_started", "call.recording_stopped", "flashcall.created", "flashcall.ringing",
+        "flashcall.answered",
         "flashcall.failed", "flashcall.verified", "flashcall.rejected", "flashcall.expired",
         "flashcall.locked", "call.bridged", "call.unbridged", "call.transferred",
     ]
@@ -51,7 +53,7 @@ def test_field_lists_follow_the_contract_order() -> None:
         "destination_number", "start_stamp", "answer_stamp", "end_stamp", "duration",
         "billsec", "billmsec", "hangup_cause", "hangup_cause_q850", "sip_hangup_disposition",
         "pdd_ms", "rtp_audio_in_mos", "read_codec", "write_codec", "missed_call", "node",
-        "flashcall_order_id", "user_id", "bridged_with", "cost_cents", "quality_score",
+        "flashcall_order_id", "user_id", "bridged_with", "cost_cents", "quality_score", "recordings",
     )
 
 
@@ -111,7 +113,7 @@ def test_occurred_at_is_written_in_utc() -> None:
 
 
 def test_event_encodes_to_json() -> None:
-    event = _event(data={"at": T0, "status": CallStatus.answered})
+    event = _event(data={"at": T0, "status": CallStatus.ANSWERED})
     decoded = json.loads(encode_json(event))
     assert decoded["data"] == {"at": "2026-11-22T10:31:00.000000+00:00", "status": "answered"}
 
@@ -166,7 +168,7 @@ def test_event_routing_key_refuses_unsafe_words(tenant: str, event_type: str, su
 
 def _row(**overrides: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "call_id": CALL, "tenant": "acme", "status": CallStatus.ringing,
+        "call_id": CALL, "tenant": "acme", "status": CallStatus.RINGING,
         "direction": "outbound", "destination_number": "79991234567",
         "caller_id_number": "74951234567", "on_hold": False, "muted": False, "node": "fs1",
         "initiated_at": T0, "answered_at": None, "ended_at": None, "hangup_cause": None,
@@ -199,14 +201,14 @@ def test_snapshot_of_an_unanswered_ended_call_has_no_duration() -> None:
 
 
 def test_snapshot_duration_counts_from_answer_to_end() -> None:
-    snap = call_snapshot(_row(status=CallStatus.completed,
+    snap = call_snapshot(_row(status=CallStatus.COMPLETED,
                               answered_at=T0 + timedelta(seconds=5),
                               ended_at=T0 + timedelta(seconds=47, milliseconds=900)))
     assert snap["duration_seconds"] == 42
 
 
 def test_snapshot_duration_of_a_call_still_up_counts_to_now() -> None:
-    row = _row(status=CallStatus.on_hold, on_hold=True, answered_at=T0)
+    row = _row(status=CallStatus.ON_HOLD, on_hold=True, answered_at=T0)
     assert call_snapshot(row, now=T0 + timedelta(seconds=90))["duration_seconds"] == 90
     assert call_snapshot(row, now=T0)["duration_seconds"] == 0
     assert call_snapshot(row, now=T0 - timedelta(seconds=3))["duration_seconds"] == 0

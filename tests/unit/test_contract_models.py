@@ -156,7 +156,8 @@ def test_utcnow_is_aware_utc() -> None:
 def test_command_types_map_names_to_models() -> None:
     assert set(COMMAND_TYPES) == {
         "originate", "hangup", "hold", "mute", "call.get", "call.list", "cdr.list",
-        "flashcall.create", "flashcall.verify", "call.events", "privacy.export", "privacy.erase", "transfer",
+        "flashcall.create", "flashcall.verify", "call.events", "privacy.export", "privacy.erase", "stats.get",
+        "play", "dtmf", "record", "transfer",
     }
     for name, model in COMMAND_TYPES.items():
         assert model.model_fields["type"].default == name
@@ -222,7 +223,7 @@ def test_encode_json_round_trip() -> None:
     when = datetime(2026, 11, 22, 13, 31, 0, 123456, tzinfo=timezone(timedelta(hours=3)))
     obj = {
         "id": UUID(CID),
-        "status": CallStatus.on_hold,
+        "status": CallStatus.ON_HOLD,
         "type": EventType.CALL_ANSWERED,
         "at": when,
         "day": date(2026, 11, 22),

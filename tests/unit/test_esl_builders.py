@@ -10,15 +10,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from callworker.errors import UnsafeValue
+from callworker.esl import builders
 from callworker.esl.builders import (
     check_number,
     check_uuid,
     originate,
+    recording_path,
     show_channels_json,
+    sound_source,
+    tone_source,
     uuid_audio_mute,
+    uuid_broadcast_play,
     uuid_exists,
     uuid_hold,
     uuid_kill,
+    uuid_record,
+    uuid_send_dtmf,
 )
 
 CALL = "0a1b2c3d-4e5f-4a6b-8c7d-8e9fa0b1c2d3"
@@ -221,3 +228,49 @@ def test_any_text_is_either_refused_or_inert(value: str) -> None:
             continue
         assert not _BREAKERS.search(value) and "\n" not in text
 
+
+
+# --- media -----------------------------------------------------------------------------
+
+PLAYBACK = "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+
+
+def test_media_commands() -> None:
+    assert tone_source("400,200,425", 3) == "tone_stream://%(400,200,425);loops=3"
+    assert sound_source("/usr/share/freeswitch/sounds/", "hello-1.wav", 1) == "/usr/share/freeswitch/sounds/hello-1.wav"
+    assert sound_source("/s", "a.wav", 3) == "file_string:///s/a.wav!/s/a.wav!/s/a.wav"
+    assert uuid_broadcast_play(CALL, PLAYBACK, tone_source("1,2,3", 1)) == (
+        f"uuid_broadcast {CALL} {{callworker_playback_id={PLAYBACK}}}tone_stream://%(1,2,3);loops=1 aleg"
+    )
+    assert uuid_send_dtmf(CALL, "0123456789*#ABCD") == f"uuid_send_dtmf {CALL} 0123456789*#ABCD"
+    path = recording_path("/var/lib/freeswitch/recordings", "acme", CALL, PLAYBACK)
+    assert path == f"/var/lib/freeswitch/recordings/acme/{CALL}/{PLAYBACK}.wav"
+    assert uuid_record(CALL, "start", path) == f"uuid_record {CALL} start {path}"
+    assert uuid_record(CALL, "stop", path) == f"uuid_record {CALL} stop {path}"
+
+
+@pytest.mark.parametrize("build", [
+    lambda b: b.tone_source("1,2,3", 0),
+    lambda b: b.tone_source("1,2,3", 101),
+    lambda b: b.tone_source("1,2,3", True),
+    lambda b: b.tone_source("1,2,3,4", 1),
+    lambda b: b.tone_source("123456,1,1", 1),
+    lambda b: b.sound_source("/s", "../x.wav", 1),
+    lambda b: b.sound_source("/s", "x.mp3", 1),
+    lambda b: b.sound_source("/s/../etc", "x.wav", 1),
+    lambda b: b.sound_source("relative", "x.wav", 1),
+    lambda b: b.uuid_broadcast_play(CALL, PLAYBACK, "/s/x.wav both\n\napi hupall"),
+    lambda b: b.uuid_broadcast_play(CALL, PLAYBACK, "{api_on_answer=hupall}/s/x.wav"),
+    lambda b: b.uuid_broadcast_play(CALL, "not-a-uuid", "/s/x.wav"),
+    lambda b: b.uuid_send_dtmf(CALL, "1@20000"),
+    lambda b: b.uuid_send_dtmf(CALL, "abc"),
+    lambda b: b.uuid_send_dtmf(CALL, ""),
+    lambda b: b.recording_path("/r", "Acme", CALL, PLAYBACK),
+    lambda b: b.recording_path("/r/./x", "acme", CALL, PLAYBACK),
+    lambda b: b.uuid_record(CALL, "mask", f"/r/acme/{CALL}/{PLAYBACK}.wav"),
+    lambda b: b.uuid_record(CALL, "start", "/etc/passwd"),
+    lambda b: b.uuid_record(CALL, "start", f"/r/../acme/{CALL}/{PLAYBACK}.wav"),
+])
+def test_unsafe_media_values_are_refused(build: Any) -> None:
+    with pytest.raises(UnsafeValue):
+        build(builders)

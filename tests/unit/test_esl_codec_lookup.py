@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callworker.esl import codec
+from callworker.esl import events as codec_events
 from callworker.esl.codec import (
     Event,
     Frame,
@@ -115,9 +115,9 @@ def test_empty_lines_prefixed_names_and_escapes_in_a_batch() -> None:
 
 
 def test_a_batch_past_the_index_bound_searches_its_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    names = codec._VariableNames()
+    names = codec_events._VariableNames()
     names._LIMIT = 2
-    monkeypatch.setattr(codec, "_VARIABLE_NAMES", names)
+    monkeypatch.setattr(codec_events, "_VARIABLE_NAMES", names)
     batch = HeaderBatch(["variable_a", "Unique-ID", "variable_b", "variable_c", "variable_d"])
     assert [key for _, key in batch.lookups] == ["a", "", "b", "", ""]
     event = parse_event_plain(b"Unique-ID: u\nvariable_d: 4\nvariable_c: 3\nvariable_a: 1\n")

@@ -1,8 +1,8 @@
-"""Reconnect delays: jittered, capped at 15 s, back to 0.5 s after a success."""
+"""Retry delays: jittered, capped at 15 s, back to 0.5 s after a success."""
 
 from __future__ import annotations
 
-from callworker.bus.client import Backoff
+from callworker.backoff import Backoff
 
 
 def delays(rand: float, count: int) -> list[float]:
