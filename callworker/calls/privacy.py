@@ -139,8 +139,12 @@ class Privacy:
                 if record.tenant != subject.tenant:
                     continue
                 names = _PHONE_FIELDS if subject.kind == "phone" else ("user_id",)
-                changed = {name: subject.scrub_text(getattr(record, name)) for name in names
-                           if subject.names(getattr(record, name))}
+                changed: dict[str, Any] = {name: subject.scrub_text(getattr(record, name)) for name in names
+                                           if subject.names(getattr(record, name))}
+                if record.connect is not None:  # the number a click-to-call is yet to place
+                    connect = subject.scrub(record.connect)
+                    if connect != record.connect:
+                        changed["connect"] = connect
                 if changed:
                     for name, value in changed.items():
                         setattr(record, name, value)

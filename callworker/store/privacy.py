@@ -186,7 +186,9 @@ def erase(engine: Engine, subject: Subject) -> dict[str, int]:
     with autocommit(engine).begin() as conn:
         conn.execute(ERASURES.insert().values(tenant=subject.tenant, token=subject.token, created_at=utcnow()))
     counts = {
-        "calls": _erase_columns(engine, CALLS, subject),
+        # A call's connection holds the number a click-to-call is yet to place.
+        "calls": _erase_columns(engine, CALLS, subject)
+        + _erase_json(engine, CALLS, "connect", (CALLS.c.call_id,), subject),
         "cdrs": _erase_columns(engine, CDRS, subject),
         "events": _erase_json(engine, EVENTS, "body", (EVENTS.c.event_id,), subject),
         "flashcall_orders": _erase_columns(engine, FLASHCALL_ORDERS, subject),

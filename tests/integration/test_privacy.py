@@ -151,3 +151,21 @@ def test_live_calls_on_every_node_end_erased(
 
 def _nodes_holding(nodes: list[tuple[Worker, Simulator]], calls: list[str]) -> set[str]:
     return {worker.settings.node_id for worker, _sim in nodes for c in calls if worker.journal.knows(c)}
+
+
+def test_a_number_a_click_to_call_is_yet_to_place_is_erased_too(worker: Worker, probe: Probe, tenant: str) -> None:
+    number = a_number()
+    digits = number.lstrip("+")
+    first = str(uuid.uuid4())
+    # The user's own phone rings (…0180 rings long); the party they asked for waits in its connection.
+    placed = send(probe, tenant, "originate", destination_number="+15551230180", call_id=first,
+                  connect={"to": "number", "destination_number": number})
+    assert placed["ok"], placed
+    probe.event(lambda e: e.get("call_id") == first and e["type"] == "call.ringing", timeout=15)
+
+    erased = send(probe, tenant, "privacy.erase", phone_number=number)
+    assert erased["ok"], erased
+    assert erased["result"]["erased"]["calls"] >= 1
+    assert digits not in settled_dump(worker)
+    hang_up_and_wait(probe, tenant, first)  # written again as it ends: still erased
+    assert digits not in settled_dump(worker)
