@@ -81,10 +81,9 @@ def test_wait_for_a_click_to_call_whose_first_call_is_busy_ends_with_it(
                                 "+15551112222", "--wait", "--json", "--wait-timeout", "30")
     assert status == 0, err
     reply, *events = [json.loads(line) for line in out.splitlines()]
-    sent_connect = reply["result"].get("connect_call_id")
+    assert reply["result"]["connect_call_id"]  # named, never placed
     assert {e["call_id"] for e in events} == {reply["result"]["call_id"]}
     assert [e["type"] for e in events] == ["call.initiated", "call.ringing", "call.failed", "call.cdr"]
-    assert sent_connect is None or sent_connect not in {e["call_id"] for e in events}
 
 
 def test_hold_mute_hangup_get_and_list_a_live_call(
@@ -151,17 +150,25 @@ def test_error_replies_exit_1_with_the_code_on_stderr(
     assert reply["ok"] is False and reply["error"]["code"] == "CALL_NOT_FOUND"
 
 
-def test_transfer_is_published_and_its_answer_shown_whatever_the_worker_knows(
-    worker: Worker, tenant: str, amqp_url: str, capsys: pytest.CaptureFixture[str]
+def test_transfer_of_an_answered_call_to_a_number_is_shown_and_bridges_it(
+    worker: Worker, tenant: str, amqp_url: str, probe: Probe, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # A worker without transfer answers UNKNOWN_COMMAND; one with it, CALL_NOT_FOUND here.
+    status, out, _ = call_cmd(capsys, amqp_url, tenant, "originate", "+15551230001")
+    assert status == 0
+    call_id = out.split()[1]
+    probe.event(lambda e: e.get("call_id") == call_id and e["type"] == "call.answered")
+
+    status, out, err = call_cmd(capsys, amqp_url, tenant, "transfer", call_id, "--to-number", "+15551230002")
+    assert status == 0, err
+    assert out.startswith(f"call {call_id}: transferred (status answered); connect call ")
+    second = out.split()[-1]
+    probe.event(lambda e: e.get("call_id") == call_id and e["type"] == "call.transferred")
+    bridged = probe.event(lambda e: e.get("call_id") == call_id and e["type"] == "call.bridged")
+    assert bridged["data"]["bridged_with"] == second
+
     status, out, err = call_cmd(capsys, amqp_url, tenant, "transfer", str(uuid.uuid4()), "--to-number",
                                 "+15551112222")
-    assert (status, out) == (1, "")
-    code = err.split()[1].rstrip(":")
-    assert code in ("UNKNOWN_COMMAND", "CALL_NOT_FOUND"), err
-    if code == "UNKNOWN_COMMAND":
-        assert "the worker does not run 'transfer' commands" in err
+    assert (status, out) == (1, "") and "CALL_NOT_FOUND" in err
 
 
 def _kpi_rows(out: str) -> dict[str, list[str]]:
