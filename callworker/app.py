@@ -23,7 +23,7 @@ from callworker.bus.client import AmqpClient
 from callworker.bus.relay import OutboxItem, OutboxRelay
 from callworker.bus.upstream import Upstream
 from callworker.calls.admin import AdminCommands
-from callworker.calls.connect import CONNECT_EVENTS, Connector
+from callworker.calls.connect import CONNECT_EVENTS, CONNECT_FILTERS, CONNECT_SUBSCRIBED, Connector
 from callworker.calls.fsevents import PRECIOUS_EVENTS, SUBSCRIBED_EVENTS, EventPump
 from callworker.calls.hooks import HOOK_EVENTS, Hooks, hook_subscription
 from callworker.calls.inbound import InboundCalls
@@ -103,7 +103,9 @@ class Worker:
             queue_size=2 * settings.write_batch_max,
         )
         # ALL, narrowed by filters to the events used plus dialplan hooks (callworker::*).
-        events, filters = hook_subscription((*SUBSCRIBED_EVENTS, *CONNECT_EVENTS, *MEDIA_EVENTS))
+        # A second call's events pass by its channel variable (CONNECT_FILTERS).
+        events, filters = hook_subscription((*SUBSCRIBED_EVENTS, *CONNECT_SUBSCRIBED, *MEDIA_EVENTS))
+        filters.extend(CONNECT_FILTERS)
         self.esl = EslConnection(
             settings.esl_host,
             settings.esl_port,

@@ -49,12 +49,20 @@ from callworker.esl.codec import Event
 from callworker.esl.port import FreeSwitchPort
 from callworker.store.models import Call
 
-__all__ = ["CONNECT_EVENTS", "ConnectPlan", "Connector", "connect_call_id"]
+__all__ = ["CONNECT_EVENTS", "CONNECT_FILTERS", "CONNECT_SUBSCRIBED", "ConnectPlan", "Connector", "connect_call_id"]
 
 log = logging.getLogger("callworker.connect")
 
-# FreeSWITCH events the connections need besides the call events (calls/fsevents.py).
+# FreeSWITCH events the connections need besides the call events (calls/fsevents.py),
+# and how they are subscribed: the first two by name, CHANNEL_PARK by CONNECT_FILTERS.
 CONNECT_EVENTS: tuple[str, ...] = ("CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "CHANNEL_PARK")
+CONNECT_SUBSCRIBED: tuple[str, ...] = ("CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE")
+# Every call the worker places parks, and CHANNEL_PARK carries every variable of the
+# channel: subscribing it by name would cost FreeSWITCH and the worker a large event per
+# call. Only a second call needs it, so it is taken by this channel variable, which only
+# second calls carry (the event filter passes their events, CHANNEL_PARK among them).
+PARTNER_VARIABLE = "callworker_connect_partner"
+CONNECT_FILTERS: tuple[tuple[str, str], ...] = ((f"variable_{PARTNER_VARIABLE}", "/^[0-9a-f]/"),)
 # How long after its answer a second call has surely parked (see Connector.rearm).
 _SETTLED = timedelta(seconds=2)
 _CONNECT_NAMESPACE = uuid.UUID("5b0d7f53-1f7e-4c55-9c7b-6f1c2f0a8e11")
@@ -163,7 +171,8 @@ class Connector:
         dial = builders.originate(
             call_id=partner, destination_number=connect["destination_number"], gateway=connect["gateway"],
             timeout_s=connect["timeout_s"], caller_id_number=connect.get("caller_id_number"),
-            caller_id_name=connect.get("caller_id_name"), variables={"callworker_tenant": first.tenant},
+            caller_id_name=connect.get("caller_id_name"),
+            variables={"callworker_tenant": first.tenant, PARTNER_VARIABLE: first.call_id},
             max_duration_s=connect.get("max_duration_s") or self._max_duration_s,
         )
         unit.post_commit.append(lambda: gevent.spawn(self._dial, partner, dial))

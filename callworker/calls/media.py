@@ -30,7 +30,6 @@ from sqlalchemy.engine import Engine
 from callworker.calls.journal import Journal, Unit
 from callworker.calls.record import CallRecord
 from callworker.calls.service import CallService, Delivered
-from callworker.calls.states import TERMINAL, Status
 from callworker.contract import (
     Command,
     ContractError,
@@ -44,7 +43,6 @@ from callworker.contract import (
 )
 from callworker.errors import FreeSwitchNotSent
 from callworker.esl import builders
-from callworker.store import get_call
 from callworker.store.recordings import recordings_of_calls
 
 __all__ = ["MEDIA_COMMANDS", "Media", "MediaState", "Recording", "media_data"]
@@ -164,13 +162,7 @@ class Media:
         """The other node that holds this media command's live call, if any."""
         if command.type not in MEDIA_COMMANDS:
             return None
-        call_id = getattr(command, "call_id", None)
-        if call_id is None or self._journal.knows(call_id):
-            return None
-        row = get_call(self._engine, command.tenant, call_id)
-        if row is None or Status(row["status"]) in TERMINAL or row["node"] == self._node:
-            return None
-        return str(row["node"])
+        return self._service.node_holding(command)
 
     def load(self) -> None:
         """Take back the recordings of this node's live calls: at start, before the journal

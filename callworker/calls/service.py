@@ -108,6 +108,10 @@ class CallService:
         """The other node that holds this command's live call, if any (it must act on it)."""
         if command.type not in ("hangup", "hold", "mute", "transfer"):
             return None
+        return self.node_holding(command)
+
+    def node_holding(self, command: Command) -> str | None:
+        """The other node holding the live call the command names, if another holds it."""
         call_id = getattr(command, "call_id", None)
         if call_id is None or self._journal.knows(call_id):
             return None

@@ -17,17 +17,22 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from .common import (
-    CALLER_ID_NAME_RE,
-    FLASHCALL_PHONE_RE,
-    GATEWAY_RE,
     HANGUP_CAUSES,
-    PHONE_RE,
-    TENANT_RE,
-    USER_ID_RE,
     CallStatus,
-    normalize_uuid,
 )
 from .connect import Connect, ParkConnect, TransferConnect
+from .fields import (
+    CallerIdName,
+    FlashcallPhone,
+    Gateway,
+    Phone,
+    StrictBool,
+    StrictStr,
+    Tenant,
+    UserId,
+    Uuid,
+    matching,
+)
 
 __all__ = [
     "COMMAND_TYPES",
@@ -79,22 +84,6 @@ STATS_MAX_SPAN = {
 }
 
 
-def _matching(pattern: re.Pattern[str], rule: str) -> AfterValidator:
-    def check(value: str) -> str:
-        if pattern.match(value) is None:
-            raise ValueError(f"must be {rule}")
-        return value
-
-    return AfterValidator(check)
-
-
-def _uuid(value: str) -> str:
-    normalized = normalize_uuid(value)
-    if normalized is None:
-        raise ValueError("must be a UUID (8-4-4-4-12 hexadecimal digits)")
-    return normalized
-
-
 def _hangup_cause(value: str) -> str:
     if value not in HANGUP_CAUSES:
         raise ValueError("must be a FreeSWITCH hangup cause name, e.g. NORMAL_CLEARING")
@@ -127,32 +116,7 @@ def _timestamp(value: Any) -> Any:
     return value.astimezone(UTC)
 
 
-StrictStr = Annotated[str, Field(strict=True)]
-StrictBool = Annotated[bool, Field(strict=True)]
-Uuid = Annotated[str, Field(strict=True), AfterValidator(_uuid)]
-Phone = Annotated[
-    str, Field(strict=True), _matching(PHONE_RE, "an optional '+' then 3 to 15 digits")
-]
-FlashcallPhone = Annotated[
-    str, Field(strict=True), _matching(FLASHCALL_PHONE_RE, "an optional '+' then 10 to 15 digits")
-]
-CallerIdName = Annotated[
-    str,
-    Field(strict=True),
-    _matching(CALLER_ID_NAME_RE, "1 to 64 letters, digits, spaces, '.', '-' or '_'"),
-]
-Gateway = Annotated[
-    str,
-    Field(strict=True),
-    _matching(GATEWAY_RE, "a gateway name: a letter or digit, then up to 63 of [A-Za-z0-9_.-]"),
-]
-Tenant = Annotated[
-    str, Field(strict=True), _matching(TENANT_RE, "a tenant name matching [a-z0-9][a-z0-9_-]{0,62}")
-]
 Timestamp = Annotated[datetime | None, BeforeValidator(_timestamp)]
-UserId = Annotated[
-    str, Field(strict=True), _matching(USER_ID_RE, "a user id: 1 to 64 of [A-Za-z0-9._@-]")
-]
 
 
 class Command(BaseModel):
@@ -238,10 +202,10 @@ class PlayCommand(Command):
     type: Literal["play"] = "play"
     call_id: Uuid
     sound: Annotated[
-        str, Field(strict=True), _matching(SOUND_RE, "a file name: 1 to 64 of [A-Za-z0-9_-] then .wav")
+        str, Field(strict=True), matching(SOUND_RE, "a file name: 1 to 64 of [A-Za-z0-9_-] then .wav")
     ] | None = None
     tone: Annotated[
-        str, Field(strict=True), _matching(TONE_RE, "<on_ms>,<off_ms>,<hz>, each 1 to 5 digits")
+        str, Field(strict=True), matching(TONE_RE, "<on_ms>,<off_ms>,<hz>, each 1 to 5 digits")
     ] | None = Field(default=None, validate_default=True)
     loops: Annotated[int, Field(strict=True, ge=1, le=100)] = 1
 
@@ -259,7 +223,7 @@ class DtmfCommand(Command):
     TYPE: ClassVar[str] = "dtmf"
     type: Literal["dtmf"] = "dtmf"
     call_id: Uuid
-    digits: Annotated[str, Field(strict=True), _matching(DIGITS_RE, "1 to 32 of 0-9 * # A-D")]
+    digits: Annotated[str, Field(strict=True), matching(DIGITS_RE, "1 to 32 of 0-9 * # A-D")]
 
 
 class RecordCommand(Command):
@@ -394,7 +358,7 @@ class FlashcallCreateCommand(Command):
     TYPE: ClassVar[str] = "flashcall.create"
     type: Literal["flashcall.create"] = "flashcall.create"
     phone: FlashcallPhone
-    code: Annotated[str, Field(strict=True), _matching(_CODE_RE, "1 to 12 digits")] | None = None
+    code: Annotated[str, Field(strict=True), matching(_CODE_RE, "1 to 12 digits")] | None = None
     return_code: StrictBool = False
 
 
@@ -404,7 +368,7 @@ class FlashcallVerifyCommand(Command):
     TYPE: ClassVar[str] = "flashcall.verify"
     type: Literal["flashcall.verify"] = "flashcall.verify"
     id: Uuid
-    code: Annotated[str, Field(strict=True), _matching(_VERIFY_CODE_RE, "1 to 32 digits")]
+    code: Annotated[str, Field(strict=True), matching(_VERIFY_CODE_RE, "1 to 32 digits")]
 
 
 COMMAND_TYPES: dict[str, type[Command]] = {

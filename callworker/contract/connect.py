@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from .common import CALLER_ID_NAME_RE, GATEWAY_RE, PHONE_RE, normalize_uuid
+from .fields import CallerIdName, Gateway, Phone, Uuid, matching
 
 __all__ = [
     "CONTEXT_RE",
@@ -30,32 +30,6 @@ EXTENSION_RE = re.compile(r"\A[A-Za-z0-9_+*#-]{1,32}\Z")
 CONTEXT_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
-def _matching(pattern: re.Pattern[str], rule: str) -> AfterValidator:
-    def check(value: str) -> str:
-        if pattern.match(value) is None:
-            raise ValueError(f"must be {rule}")
-        return value
-
-    return AfterValidator(check)
-
-
-def _uuid(value: str) -> str:
-    normalized = normalize_uuid(value)
-    if normalized is None:
-        raise ValueError("must be a UUID (8-4-4-4-12 hexadecimal digits)")
-    return normalized
-
-
-_Phone = Annotated[str, Field(strict=True), _matching(PHONE_RE, "an optional '+' then 3 to 15 digits")]
-_Name = Annotated[
-    str, Field(strict=True), _matching(CALLER_ID_NAME_RE, "1 to 64 letters, digits, spaces, '.', '-' or '_'")
-]
-_Gateway = Annotated[
-    str, Field(strict=True),
-    _matching(GATEWAY_RE, "a gateway name: a letter or digit, then up to 63 of [A-Za-z0-9_.-]"),
-]
-
-
 class _Target(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -70,21 +44,21 @@ class NumberConnect(_Target):
     """Click-to-call: once this call is answered, a second call is placed and bridged to it."""
 
     to: Literal["number"]
-    destination_number: _Phone
-    caller_id_number: _Phone | None = None
-    caller_id_name: _Name | None = None
-    gateway: _Gateway | None = None
+    destination_number: Phone
+    caller_id_number: Phone | None = None
+    caller_id_name: CallerIdName | None = None
+    gateway: Gateway | None = None
     timeout_s: Annotated[int, Field(strict=True, ge=5, le=120)] = 30
-    call_id: Annotated[str, Field(strict=True), AfterValidator(_uuid)] | None = None
+    call_id: Uuid | None = None
 
 
 class ExtensionConnect(_Target):
     """The answered call is handed to the FreeSWITCH dialplan."""
 
     to: Literal["extension"]
-    extension: Annotated[str, Field(strict=True), _matching(EXTENSION_RE, "1 to 32 of [A-Za-z0-9_+*#-]")]
+    extension: Annotated[str, Field(strict=True), matching(EXTENSION_RE, "1 to 32 of [A-Za-z0-9_+*#-]")]
     context: Annotated[
-        str, Field(strict=True), _matching(CONTEXT_RE, "a context name: 1 to 64 of [A-Za-z0-9_.-]")
+        str, Field(strict=True), matching(CONTEXT_RE, "a context name: 1 to 64 of [A-Za-z0-9_.-]")
     ] | None = None
 
 

@@ -175,8 +175,8 @@ class Session:
 
     # ------------------------------------------------------------------ events
 
-    def wants(self, name: str, subclass: str | None) -> bool:
-        return not self.closing and self.sub.wants(name, subclass)
+    def wants(self, name: str, subclass: str | None, variable: Callable[[str], str | None] | None = None) -> bool:
+        return not self.closing and self.sub.wants(name, subclass, variable)
 
     def deliver(self, event: SimEvent) -> None:
         if not self.sub.passes(event):

@@ -8,9 +8,10 @@ treat a value starting with ``/`` as a regex and a ``-`` prefix as "drop".
 ``myevents`` on an outbound socket subscribes a fixed list of channel events and
 then passes only the events of the socket's own channel.
 
-Filters that look only at ``Event-Name`` and ``Event-Subclass`` are decided
-before an event is built, so ``event plain ALL`` narrowed by such filters costs
-no more than a list of names.
+Filters that look only at ``Event-Name``, ``Event-Subclass`` and channel variables
+(``variable_*``) are decided before an event is built, from the channel's variables
+when the event carries them, so ``event plain ALL`` narrowed by such filters costs no
+more than a list of names.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ MYEVENTS = (
     "CHANNEL_UNBRIDGE", "CHANNEL_UNPARK", "DETECTED_SPEECH", "DTMF", "NOTALK", "TALK",
 )
 _NAME_HEADERS = frozenset({"event-name", "event-subclass"})
+_VARIABLE_PREFIX = "variable_"
 
 _REGEX_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}
 
@@ -60,19 +62,35 @@ class Subscription:
         # Set by ``myevents``: only this channel's events pass.
         self.session_uuid: str | None = None
         self._compiled: dict[str, re.Pattern[str] | None] = {}
-        self._names_only = True  # every filter looks at Event-Name/Event-Subclass only
+        # Every filter looks at Event-Name, Event-Subclass or a channel variable only; at
+        # the first two only.
+        self._decided_early = True
+        self._names_only = True
 
     @property
     def active(self) -> bool:
         return self.all or bool(self.names) or bool(self.subclasses)
 
-    def wants(self, name: str, subclass: str | None) -> bool:
+    def wants(self, name: str, subclass: str | None, variable: Callable[[str], str | None] | None = None) -> bool:
+        """Whether the event may pass: ``variable`` reads the channel variables it will carry
+        (one that carries none answers None for each), None when unknown: the built event decides."""
         if not self._subscribed(name, subclass):
             return False
-        if self.filters and self._names_only:
-            known = {"event-name": name, "event-subclass": subclass}
-            return self._filtered(lambda header: known.get(header.lower()))
-        return True
+        if not self.filters or not self._decided_early:
+            return True
+        if variable is None:
+            if not self._names_only:
+                return True  # a variable filter, and which variables it carries is unknown
+            variable = _no_variable
+        known = {"event-name": name, "event-subclass": subclass}
+        read = variable
+
+        def lookup(header: str) -> str | None:
+            if header[:9].lower() == _VARIABLE_PREFIX:
+                return read(header[9:])
+            return known.get(header.lower())
+
+        return self._filtered(lookup)
 
     def _subscribed(self, name: str, subclass: str | None) -> bool:
         if self.all:
@@ -124,6 +142,7 @@ class Subscription:
 
     def add_filter(self, header: str, value: str) -> None:
         self.filters.append((header, value))
+        self._decided_early = self._decided_early and _early(header)
         self._names_only = self._names_only and header.lower() in _NAME_HEADERS
 
     def delete_filter(self, header: str, value: str | None) -> None:
@@ -134,6 +153,7 @@ class Subscription:
                 (h, v) for h, v in self.filters
                 if not (h.lower() == header.lower() and (value is None or v == value))
             ]
+        self._decided_early = all(_early(h) for h, _ in self.filters)
         self._names_only = all(h.lower() in _NAME_HEADERS for h, _ in self.filters)
 
     def passes(self, event: SimEvent) -> bool:
@@ -167,3 +187,12 @@ class Subscription:
                     return False
                 send = True
         return send
+
+
+def _early(header: str) -> bool:
+    """Whether a filter on this header is decided before the event is built."""
+    return header.lower() in _NAME_HEADERS or header[:9].lower() == _VARIABLE_PREFIX
+
+
+def _no_variable(name: str) -> str | None:
+    return None

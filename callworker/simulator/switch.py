@@ -28,8 +28,13 @@ __all__ = ["Switch", "Listener", "Stats", "Timing"]
 _ARCHIVE = 5_000  # ended channels whose variables stay readable for tests
 
 
+def _no_variable(name: str) -> str | None:
+    """The variables of an event that carries none."""
+    return None
+
+
 class Listener(Protocol):
-    def wants(self, name: str, subclass: str | None) -> bool: ...
+    def wants(self, name: str, subclass: str | None, variable: Callable[[str], str | None] | None = None) -> bool: ...
 
     def deliver(self, event: SimEvent) -> None: ...
 
@@ -122,14 +127,17 @@ class Switch:
         subclass: str | None = None,
         origin: Origin | None = None,
         renamed: bool = False,
+        variable: Callable[[str], str | None] | None = None,
     ) -> SimEvent | None:
         """Number an event and hand it to every listener that wants it.
+
+        ``variable``: reads the channel variables the event will carry (see ``Listener.wants``).
 
         ``renamed``: the event was created under another name and renamed by the
         dialplan ``event`` application, which deletes ``Event-Name`` from the
         common headers and adds it again after them.
         """
-        targets = [item for item in self.listeners if item.wants(name, subclass)]
+        targets = [item for item in self.listeners if item.wants(name, subclass, variable)]
         if not targets:
             self.factory.next_sequence()
             return None
@@ -165,7 +173,8 @@ class Switch:
                 parts.append(Block(list(bottom)))
             return parts
 
-        return self.fire(name, build, subclass=subclass, renamed=renamed, origin=origin)
+        carried = ch.variables.get if wants_variables(name) else _no_variable
+        return self.fire(name, build, subclass=subclass, renamed=renamed, origin=origin, variable=carried)
 
     def set_state(self, ch: Channel, state: str) -> None:
         ch.set_state(state)
@@ -177,7 +186,7 @@ class Switch:
         top = [("Original-Channel-Call-State", old),
                ("Channel-Call-State-Number", str(CALL_STATE_NUMBERS[call_state]))]
         self.fire("CHANNEL_CALLSTATE",
-                  lambda: [safe_block(top), *channel_blocks(ch, variables=False)])
+                  lambda: [safe_block(top), *channel_blocks(ch, variables=False)], variable=_no_variable)
 
     def set_vars(self, ch: Channel, pairs: Iterable[tuple[str, str]]) -> None:
         ch.variables.update(pairs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pika
@@ -49,6 +50,30 @@ def worker(simulator: Simulator, pg_url: str, amqp_url: str) -> Iterator[Worker]
     w = start_worker(make_settings(simulator, pg_url, amqp_url))
     yield w
     w.stop()
+
+
+@contextmanager
+def running_nodes(
+    pg_url: str, amqp_url: str, *, count: int = 2, prefetch: int = 5
+) -> Iterator[list[tuple[Worker, Simulator]]]:
+    """``count`` workers sharing RabbitMQ and PostgreSQL, each with a simulated FreeSWITCH of its own."""
+    nodes = []
+    try:
+        for _ in range(count):
+            sim = Simulator("127.0.0.1", 0, "ClueCon", ring_delay=0.02, answer_delay=0.05)
+            sim.start()
+            nodes.append((start_worker(make_settings(sim, pg_url, amqp_url, prefetch=prefetch)), sim))
+        yield nodes
+    finally:
+        for worker, sim in nodes:
+            worker.stop()
+            sim.stop()
+
+
+@pytest.fixture
+def two_nodes(pg_url: str, amqp_url: str) -> Iterator[list[tuple[Worker, Simulator]]]:
+    with running_nodes(pg_url, amqp_url) as nodes:
+        yield nodes
 
 
 @pytest.fixture

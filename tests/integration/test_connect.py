@@ -7,7 +7,6 @@ The same steps run on the real switch in tests/freeswitch/test_connect.py.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from callworker.app import Worker
 from callworker.bus.probe import Probe, Received
 from callworker.simulator import Simulator
-from tests.integration.conftest import dead_letter_command_ids, make_settings, start_worker
+from tests.integration.conftest import dead_letter_command_ids
 
 pytestmark = pytest.mark.integration
 
@@ -145,19 +144,6 @@ def test_a_bad_connect_is_refused_dead_lettered_and_reaches_nothing(
     assert reply["error"]["details"]["field"] == field
     assert sent["command_id"] in dead_letter_command_ids(amqp_url)
     assert not [line for line in simulator.received_commands()[before:] if "originate" in line]
-
-
-@pytest.fixture
-def two_nodes(pg_url: str, amqp_url: str) -> Iterator[list[tuple[Worker, Simulator]]]:
-    nodes = []
-    for _ in range(2):
-        sim = Simulator("127.0.0.1", 0, "ClueCon", ring_delay=0.02, answer_delay=0.05)
-        sim.start()
-        nodes.append((start_worker(make_settings(sim, pg_url, amqp_url, prefetch=5)), sim))
-    yield nodes
-    for worker, sim in nodes:
-        worker.stop()
-        sim.stop()
 
 
 def test_the_second_call_and_a_transfer_belong_to_the_node_of_the_first_call(

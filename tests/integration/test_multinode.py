@@ -21,19 +21,6 @@ from tests.integration.conftest import make_settings, start_worker
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def two_nodes(pg_url: str, amqp_url: str) -> Iterator[list[tuple[Worker, Simulator]]]:
-    nodes = []
-    for _ in range(2):
-        sim = Simulator("127.0.0.1", 0, "ClueCon", ring_delay=0.02, answer_delay=0.05)
-        sim.start()
-        nodes.append((start_worker(make_settings(sim, pg_url, amqp_url, prefetch=5)), sim))
-    yield nodes
-    for worker, sim in nodes:
-        worker.stop()
-        sim.stop()
-
-
 def test_commands_reach_the_node_that_holds_the_call(
     two_nodes: list[tuple[Worker, Simulator]], probe: Probe, tenant: str
 ) -> None:

@@ -18,7 +18,7 @@ from callworker.app import Worker
 from callworker.bus.probe import Probe, Received
 from callworker.simulator import Simulator
 from tests.component.test_store_privacy import dump
-from tests.integration.conftest import make_settings, start_worker
+from tests.integration.conftest import running_nodes
 
 pytestmark = pytest.mark.integration
 
@@ -116,15 +116,9 @@ def test_another_tenant_erases_and_exports_nothing_of_this_one(worker: Worker, p
 
 @pytest.fixture
 def two_nodes(pg_url: str, amqp_url: str) -> Iterator[list[tuple[Worker, Simulator]]]:
-    nodes = []
-    for _ in range(2):
-        sim = Simulator("127.0.0.1", 0, "ClueCon", ring_delay=0.02, answer_delay=0.05)
-        sim.start()
-        nodes.append((start_worker(make_settings(sim, pg_url, amqp_url, prefetch=1)), sim))
-    yield nodes
-    for worker, sim in nodes:
-        worker.stop()
-        sim.stop()
+    # One delivery at a time: each node takes its share of the commands.
+    with running_nodes(pg_url, amqp_url, prefetch=1) as nodes:
+        yield nodes
 
 
 def test_live_calls_on_every_node_end_erased(

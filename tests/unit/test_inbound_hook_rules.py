@@ -4,6 +4,7 @@ and how hooks are subscribed: pure rules, over capture 15 and simulator-built ev
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -152,7 +153,7 @@ class Collector:
     def __init__(self) -> None:
         self.events: list[SimEvent] = []
 
-    def wants(self, name: str, subclass: str | None) -> bool:
+    def wants(self, name: str, subclass: str | None, variable: Callable[[str], str | None] | None = None) -> bool:
         return True
 
     def deliver(self, event: SimEvent) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ class Collector:
     def __init__(self) -> None:
         self.events: list[SimEvent] = []
 
-    def wants(self, name: str, subclass: str | None) -> bool:
+    def wants(self, name: str, subclass: str | None, variable: Callable[[str], str | None] | None = None) -> bool:
         return True
 
     def deliver(self, event: SimEvent) -> None:
