@@ -73,6 +73,8 @@ SERVICE_VARIABLES = {
     "sip_invite_from_uri": "sip:anonymous@anonymous.invalid",
     "sip_from_display": "Anonymous",
     "callworker_tenant": TENANT_NAME,
+    # A click-to-call's second call names its first (the worker takes its park by it).
+    "callworker_connect_partner": UUID_LOWER,
     # Comfort silence while parked, and the hangup at max_duration_s after answer.
     "send_silence_when_idle": "400",
     "execute_on_answer": r"'sched_hangup \+[1-9][0-9]{0,4} ALLOTTED_TIMEOUT'",
